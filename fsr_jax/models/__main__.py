@@ -1,0 +1,68 @@
+"""`python -m fsr_jax.models --summary [--config configs/teacher_student.py]`: parameter tables.
+
+Prints, for each network of the config, the parameter count of every top-level layer and the
+total. Parameters are built with `jax.eval_shape`, so this is instant even at full size.
+"""
+from __future__ import annotations
+
+import collections
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from fsr_jax import models
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file with a `model` section (default: the paper's sizes).",
+    lock_config=True)
+_SUMMARY = flags.DEFINE_bool("summary", False, "Print the parameter tables.")
+
+
+def parameter_table(module, example: jax.ShapeDtypeStruct) -> list[tuple[str, int]]:
+    """(top-level layer name, parameter count) rows for `module` applied to `example`."""
+    variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), example)
+    counts: dict[str, int] = collections.OrderedDict()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables["params"])[0]:
+        layer = str(path[0].key)
+        counts[layer] = counts.get(layer, 0) + int(np.prod(leaf.shape))
+    return sorted(counts.items(), key=lambda row: _natural_key(row[0]))
+
+
+def _natural_key(name: str) -> tuple:
+    """Sort key that puts block_2 before block_10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def networks(cfg, hr_size: int = 64):
+    """(name, module, example input) of every network the paper trains, at `hr_size` HR."""
+    lr_size = hr_size // cfg.sr.scale
+    hr = jax.ShapeDtypeStruct((1, hr_size, hr_size, 3), jnp.float32)
+    lr = jax.ShapeDtypeStruct((1, lr_size, lr_size, 3), jnp.float32)
+    return [
+        ("FeedbackSR (TNet, SNet)", models.build_sr(cfg), lr),
+        ("Downsampler (DeNet, DSNet)", models.build_downsampler(cfg), hr),
+        (f"LightCNN at {hr_size}x{hr_size} (D_T, D_S)", models.build_discriminator(cfg), hr),
+        (f"LightCNN at {lr_size}x{lr_size} (D_LR, D_DS)", models.build_discriminator(cfg), lr),
+    ]
+
+
+def main(argv):
+    del argv
+    if not _SUMMARY.value:
+        raise app.UsageError("nothing to do: pass --summary to print the parameter tables")
+    cfg = _CONFIG.value.model if _CONFIG.value is not None else models.default_config()
+    for name, module, example in networks(cfg):
+        rows = parameter_table(module, example)
+        width = max(len(layer) for layer, _ in rows)
+        print(f"\n{name}")
+        for layer, count in rows:
+            print(f"  {layer:<{width}}  {count:>12,}")
+        print(f"  {'total':<{width}}  {sum(c for _, c in rows):>12,}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,48 @@
+"""DeNet / DSNet: HR face -> LR face (x1/4) through residual blocks and two stride-2 convs."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fsr_jax.models.layers import conv
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-ReLU-conv3x3 + skip, no normalisation (Decision: EDSR-style, the paper says
+    only "residual blocks [13]"). (B, H, W, nf) -> (B, H, W, nf)."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nn.relu(conv(self.features, 3, self.dtype)(x))
+        return x + conv(self.features, 3, self.dtype)(y)
+
+
+class Downsampler(nn.Module):
+    """DeNet / DSNet. (B, H, W, 3) in [0, 1] -> (B, H/4, W/4, 3) float32, unclipped (about [0, 1]).
+
+    conv3x3 (3 -> nf), `blocks` residual blocks, two conv3x3 stride 2 + ReLU, conv3x3 (nf -> 3).
+    """
+
+    #: Feature width nf (paper: 64).
+    features: int = 64
+    #: Residual blocks (paper: 16).
+    blocks: int = 16
+    #: Computation dtype (params stay float32); the output is float32.
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hr: jax.Array) -> jax.Array:
+        if hr.shape[1] % 4 or hr.shape[2] % 4:
+            raise ValueError(f"Downsampler needs H and W divisible by 4, got {hr.shape[1:3]}")
+        x = conv(self.features, 3, self.dtype, name="head")(hr.astype(jnp.float32))
+        for i in range(self.blocks):
+            x = ResidualBlock(self.features, self.dtype, name=f"block_{i}")(x)
+        x = nn.relu(conv(self.features, 3, self.dtype, name="down_0", stride=2)(x))
+        x = nn.relu(conv(self.features, 3, self.dtype, name="down_1", stride=2)(x))
+        return conv(3, 3, self.dtype, name="tail")(x).astype(jnp.float32)

@@ -1,0 +1,213 @@
+"""The networks: exact sizes, equation (1), the wiring of the edge priors, gradients."""
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fsr_jax import edges, models
+from fsr_jax.models import Downsampler, FeedbackSR, LightCNN
+from helpers import read_faces
+
+SMALL_SR = dict(features=8, groups=2, steps=3)
+
+
+def count(params) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+@pytest.fixture(scope="module")
+def lr_faces(faces_dir):
+    """4 real LR faces, (4, 16, 16, 3) in [0, 1]."""
+    return jnp.asarray(read_faces(faces_dir / "test" / "celeba" / "LR", 4))
+
+
+@pytest.fixture(scope="module")
+def hr_faces(faces_dir):
+    """2 real HR faces, (2, 64, 64, 3) in [0, 1]."""
+    return jnp.asarray(read_faces(faces_dir / "test" / "celeba" / "HR", 2))
+
+
+def test_full_default_models_have_the_reference_sizes_and_shapes():
+    cfg = models.default_config()
+    lr = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
+    hr = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
+    cases = [
+        (models.build_sr(cfg), lr, 3_669_407, [(2, 64, 64, 3)] * 3),
+        (models.build_downsampler(cfg), hr, 1_259_075, (2, 16, 16, 3)),
+        (models.build_discriminator(cfg), hr, 2_340_193, (2, 1)),
+        (models.build_discriminator(cfg), lr, 1_357_153, (2, 1)),
+    ]
+    for module, example, params, out_shape in cases:
+        variables = jax.eval_shape(lambda x, m=module: m.init(jax.random.key(0), x), example)
+        assert count(variables["params"]) == params, type(module).__name__
+        out = jax.eval_shape(module.apply, variables, example)
+        shapes = [o.shape for o in out] if isinstance(out, list) else out.shape
+        assert shapes == out_shape, type(module).__name__
+    prelus = [p for p in jax.tree_util.tree_leaves_with_path(
+        jax.eval_shape(lambda x: models.build_sr(cfg).init(jax.random.key(0), x), lr))
+        if "negative_slope" in jax.tree_util.keystr(p[0])]
+    assert len(prelus) == 28
+
+
+def test_output_is_the_bilinear_upsampling_when_the_residual_is_zero(lr_faces):
+    """Equation (1): I_SR(t) = I_Res(t) + H_UP(I_LR), H_UP bilinear with half-pixel centres."""
+    net = FeedbackSR(**SMALL_SR)
+    params = net.init(jax.random.key(0), lr_faces)["params"]
+    params["recb_out"] = jax.tree_util.tree_map(jnp.zeros_like, params["recb_out"])
+    outputs = net.apply({"params": params}, lr_faces)
+    reference = np.stack([cv2.resize(np.asarray(im), (64, 64), interpolation=cv2.INTER_LINEAR)
+                          for im in lr_faces])
+    assert len(outputs) == 3
+    for out in outputs:
+        np.testing.assert_allclose(np.asarray(out), reference, atol=1e-6, rtol=0)
+
+
+def test_dense_and_transposed_projections_give_the_same_network(lr_faces):
+    dense, plain = FeedbackSR(**SMALL_SR), FeedbackSR(**SMALL_SR, projection="transpose")
+    variables = dense.init(jax.random.key(1), lr_faces)
+    for a, b in zip(dense.apply(variables, lr_faces), plain.apply(variables, lr_faces)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
+
+
+def test_transposed_projection_matches_torch():
+    """lax.conv_transpose with Flax padding 5 == torch ConvTranspose2d(k8, s4, p2) (flipped kernel)."""
+    import torch
+
+    from fsr_jax.models.layers import UpProjection
+
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 5)).astype(np.float32)
+    up = UpProjection(6, 4, "transpose")
+    params = up.init(jax.random.key(0), x)
+    kernel, bias = (np.asarray(params["params"][k]) for k in ("kernel", "bias"))
+    layer = torch.nn.ConvTranspose2d(5, 6, 8, stride=4, padding=2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(kernel[::-1, ::-1].transpose(2, 3, 0, 1).copy()))
+        layer.bias.copy_(torch.from_numpy(bias + 0.5))
+        reference = layer(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    params["params"]["bias"] = params["params"]["bias"] + 0.5
+    np.testing.assert_allclose(np.asarray(up.apply(params, x)), reference, atol=1e-5)
+    dense = UpProjection(6, 4, "dense").apply(params, x)
+    np.testing.assert_allclose(np.asarray(dense), reference, atol=1e-5)
+
+
+@pytest.fixture
+def edge_spy(monkeypatch):
+    """Records the image each edge operator is given."""
+    seen = {}
+    for name in ("canny", "dog"):
+        original = getattr(edges, name)
+
+        def spy(image, *args, _name=name, _original=original):
+            seen[_name] = np.asarray(image)
+            return _original(image, *args)
+
+        monkeypatch.setattr(edges, name, spy)
+    return seen
+
+
+def test_canny_sees_iteration_1_and_dog_iteration_2(lr_faces, edge_spy):
+    net = FeedbackSR(**SMALL_SR)
+    variables = net.init(jax.random.key(0), lr_faces)
+    edge_spy.clear()
+    outputs, maps = net.apply(variables, lr_faces, return_edges=True)
+    np.testing.assert_array_equal(edge_spy["canny"], np.asarray(outputs[0]))
+    np.testing.assert_array_equal(edge_spy["dog"], np.asarray(outputs[1]))
+    np.testing.assert_array_equal(np.asarray(maps["canny"]), np.asarray(edges.canny(outputs[0])))
+    np.testing.assert_allclose(np.asarray(maps["dog"]), np.asarray(edges.dog(outputs[1])), atol=1e-7)
+
+
+def _outputs(lr, **fields):
+    net = FeedbackSR(**SMALL_SR, **fields)
+    variables = net.init(jax.random.key(0), lr)
+    return [np.asarray(o) for o in net.apply(variables, lr)]
+
+
+def test_priors_change_only_the_iterations_they_feed(lr_faces):
+    base = _outputs(lr_faces)
+    other_canny = _outputs(lr_faces, canny_thresholds=(10.0, 40.0))
+    other_dog = _outputs(lr_faces, dog_sigmas=(0.6, 3.0))
+    np.testing.assert_array_equal(other_canny[0], base[0])
+    assert np.abs(other_canny[1] - base[1]).max() > 1e-4, "iteration 2 must follow the Canny thresholds"
+    np.testing.assert_array_equal(other_dog[0], base[0])
+    np.testing.assert_array_equal(other_dog[1], base[1])
+    assert np.abs(other_dog[2] - base[2]).max() > 1e-4, "iteration 3 must follow the DoG sigmas"
+
+
+def test_without_edges_thresholds_and_sigmas_do_nothing(lr_faces):
+    base = _outputs(lr_faces, edges=())
+    varied = _outputs(lr_faces, edges=(), canny_thresholds=(10.0, 40.0), dog_sigmas=(0.6, 3.0))
+    for a, b in zip(base, varied):
+        np.testing.assert_array_equal(a, b)
+    canny_only = _outputs(lr_faces, edges=("canny",))
+    canny_only_sigmas = _outputs(lr_faces, edges=("canny",), dog_sigmas=(0.6, 3.0))
+    np.testing.assert_array_equal(canny_only[2], canny_only_sigmas[2])
+    assert np.abs(canny_only[1] - base[1]).max() > 1e-4, "the Canny prior must reach iteration 2"
+
+
+def _nonzero_finite_grads(grads):
+    flat = jax.tree_util.tree_leaves_with_path(grads)
+    assert all(np.isfinite(np.asarray(g)).all() for _, g in flat)
+    return {jax.tree_util.keystr(path): np.asarray(g) for path, g in flat}
+
+
+@pytest.mark.parametrize("edge_kinds", [("canny", "dog"), ()])
+def test_every_sr_parameter_gets_a_gradient(lr_faces, hr_faces, edge_kinds):
+    net = FeedbackSR(**SMALL_SR, edges=edge_kinds)
+    params = net.init(jax.random.key(0), lr_faces[:2])["params"]
+    target = hr_faces
+
+    def loss(p):
+        return sum(jnp.mean((o - target) ** 2) for o in net.apply({"params": p}, lr_faces[:2])) / 3
+
+    grads = _nonzero_finite_grads(jax.grad(loss)(params))
+    prior_key = "['fuse_0']['Conv_0']['kernel']"
+    for key, g in grads.items():
+        if key == prior_key:
+            prior_slice = g[..., -16:, :]   # the prior's 16 input channels come last
+            assert np.any(g[..., :-16, :] != 0), key
+            assert np.all(prior_slice == 0) == (edge_kinds == ()), key
+        else:
+            assert np.any(g != 0), f"no gradient reaches {key}"
+
+
+def test_every_downsampler_and_discriminator_parameter_gets_a_gradient(hr_faces):
+    down = Downsampler(features=8, blocks=2)
+    disc = LightCNN(width=0.125)
+    for net, x, target in ((down, hr_faces, jax.image.resize(hr_faces, (2, 16, 16, 3), "bicubic")),
+                           (disc, hr_faces, jnp.ones((2, 1)))):
+        params = net.init(jax.random.key(0), x)["params"]
+        grads = jax.grad(lambda p: jnp.mean(jnp.abs(net.apply({"params": p}, x) - target)))(params)
+        for key, g in _nonzero_finite_grads(grads).items():
+            assert np.any(g != 0), f"no gradient reaches {type(net).__name__}{key}"
+
+
+def test_small_models_map_shapes(hr_faces, lr_faces):
+    assert Downsampler(features=8, blocks=1).init_with_output(jax.random.key(0), hr_faces)[0].shape == (2, 16, 16, 3)
+    for x in (hr_faces, lr_faces):
+        assert LightCNN(width=0.125).init_with_output(jax.random.key(0), x)[0].shape == (x.shape[0], 1)
+
+
+def test_spectral_norm_discriminator_keeps_its_parameters(hr_faces):
+    plain = LightCNN(width=0.125).init(jax.random.key(0), hr_faces)
+    normed = LightCNN(width=0.125, spectral_norm=True).init(jax.random.key(0), hr_faces)
+    assert count(normed["params"]) == count(plain["params"])
+    assert "batch_stats" in normed
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("edges", ("dog",), "edges must be"),
+    ("projection", "fft", "projection must be"),
+    ("scale", 8, "scale must be"),
+    ("steps", 0, "steps must be"),
+])
+def test_bad_sr_settings_are_refused_by_name(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        FeedbackSR(**{field: value})
+
+
+def test_bad_dtype_is_refused_by_name():
+    cfg = models.default_config()
+    cfg.dtype = "float16"
+    with pytest.raises(ValueError, match="model.dtype"):
+        models.build_sr(cfg)
