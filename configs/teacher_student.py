@@ -1,14 +1,68 @@
-"""The paper's system at the paper's sizes (DESIGN.md).
+"""The paper's system: stage 1 (DeNet + D_LR) then stage 2 (TNet, SNet, DSNet + discriminators).
 
-Today it holds the networks (`model`); training and data sections land with the main job.
-Use with `python -m fsr_jax.models --summary --config configs/teacher_student.py`.
+python -m fsr_jax.main --config configs/teacher_student.py --workdir runs/demo
 """
 import ml_collections
 
-from fsr_jax import models
+from fsr_jax import data, models
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    # 'train' runs the stages (resuming from the newest checkpoints); 'eval' writes the tables.
+    config.mode = "train"
+    # Seed of network initialisation and of the data order (per-epoch permutations, flips).
+    config.seed = 0
+    # The stages this config trains, in order: 'degradation' (stage 1), 'teacher_student' (2).
+    config.stages = ("degradation", "teacher_student")
     config.model = models.default_config()
+    config.data = data.default_config()
+
+    # Adam for every network. Decision: betas (0.9, 0.999) (the paper names Adam, no betas).
+    config.optimizer = ml_collections.ConfigDict(dict(
+        learning_rate=1e-4,        # paper: initial lr 1e-4 for all networks
+        halve_every_epochs=10,     # paper: halved every 10 epochs (staircase)
+        b1=0.9,
+        b2=0.999,
+    ))
+
+    # Stage 1: L_DeNet = 1.0 * L_con + 0.05 * L_adv (paper, eq. 2-4), batch 16.
+    config.stage1 = ml_collections.ConfigDict(dict(
+        batch_size=16,             # paper: 16
+        epochs=30,                 # Decision: the paper gives none; an epoch = one pass over HR
+        content_weight=1.0,        # alpha_1
+        adversarial_weight=0.05,   # beta_1
+        gan_loss="logistic",       # the paper's log-loss ('hinge': LRGAN / SCGAN)
+    ))
+
+    # Stage 2: TNet, SNet, DSNet, DeNet frozen from stage 1, batch 4.
+    config.stage2 = ml_collections.ConfigDict(dict(
+        batch_size=4,              # paper: 4
+        epochs=40,                 # Decision: the paper gives none
+        # A finished stage-1 workdir (or its checkpoints folder) to take DeNet from; empty:
+        # this run's own W/degradation.
+        denet_checkpoint="",
+        # Pairs of the teacher: 'denet' (DeNet(HR), HR) as the paper; 'bicubic' (Table 3's
+        # "-bicubic" rows); 'cycle' (CycleGAN training on unpaired real LR and HR, "Ours-cycle").
+        teacher="denet",
+        student=True,              # train SNet on real LR with TNet's pseudo-HR
+        cycle=True,                # DSNet and the LR cycle loss of eq. 7 ("w/o-cycle": False)
+        teacher_rec_weight=1.0,    # alpha_2
+        teacher_adv_weight=0.001,  # beta_2
+        student_rec_weight=1.0,    # alpha_3
+        student_adv_weight=0.001,  # beta_3
+        cycle_weight=1.0,          # gamma
+        dsnet_adv_weight=0.05,     # Decision: DSNet's own adversarial term, as DeNet's beta_1
+        gan_loss="logistic",
+    ))
+
+    # Loop, checkpoints and summaries.
+    config.train = ml_collections.ConfigDict(dict(
+        max_steps=0,               # > 0 caps every stage's steps (tests, smoke runs); 0: epochs
+        log_every=50,              # progress line and scalar summaries, in steps
+        images_every=1000,         # image grids (LR, the T iterations, edges, pseudo-HR, HR)
+        checkpoint_every=1000,     # orbax checkpoint, in steps (and always at the end)
+        keep_checkpoints=3,        # newest checkpoints kept
+        summary_images=4,          # faces in each image grid
+    ))
     return config

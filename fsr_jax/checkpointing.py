@@ -1,0 +1,69 @@
+"""Orbax checkpoints of a stage: train state (params, Adam states, step, RNG) + data iterator.
+
+Saves are atomic (orbax writes a temporary folder and renames it when complete), so a kill at
+any moment, even mid-save, leaves the newest complete checkpoint usable.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+STATE, DATA = "state", "data"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is missing, empty or unreadable; the message names it."""
+
+
+def manager(directory: str | pathlib.Path, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
+    """A CheckpointManager over `directory` (created unless read-only) keeping the newest `keep`."""
+    directory = pathlib.Path(directory).expanduser().resolve()
+    if read_only and not directory.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {directory}")
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=not read_only, read_only=read_only,
+        enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory, options=options, item_names=(STATE, DATA))
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) -> None:
+    """Write checkpoint `step` (train state + JSON data-iterator state) and wait for it."""
+    mgr.save(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=True)
+    mgr.wait_until_finished()
+
+
+def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int]:
+    """(state, data-iterator state, step) of checkpoint `step` (default: the newest).
+
+    `abstract_state` gives the tree, shapes, dtypes and shardings (e.g. from jax.eval_shape).
+    """
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint in {mgr.directory}")
+    try:
+        restored = mgr.restore(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()}))
+    except Exception as err:  # orbax raises many kinds; the user needs the folder
+        raise CheckpointError(f"cannot read checkpoint {step} in {mgr.directory}: {err}") from err
+    return restored[STATE], restored[DATA], step
+
+
+def restore_params(directory: str | pathlib.Path, names: tuple[str, ...], step: int | None = None) -> tuple[dict, int]:
+    """Only the parameters of networks `names` from a stage's checkpoint folder, as host arrays
+    (no optimizer states needed). Returns ({name: params}, step)."""
+    mgr = manager(directory, read_only=True)
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint in {mgr.directory}")
+    try:
+        tree = mgr.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore()}))[STATE]
+    except Exception as err:
+        raise CheckpointError(f"cannot read checkpoint {step} in {mgr.directory}: {err}") from err
+    missing = [n for n in names if n not in tree.get("nets", {}) and n not in tree.get("frozen", {})]
+    if missing:
+        raise CheckpointError(f"checkpoint {step} in {mgr.directory} has no network {missing}")
+    nets = {**tree.get("frozen", {}), **{k: v["params"] for k, v in tree.get("nets", {}).items()}}
+    return {n: nets[n] for n in names}, step

@@ -1,0 +1,88 @@
+"""Config validation before any work: every problem named with the field to change.
+
+Unknown keys and wrong types are refused by ml_collections while the flags are parsed (the
+config is locked); this module checks values and what they need to exist.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import ml_collections
+
+from fsr_jax import losses, models
+from fsr_jax.steps import STAGE1, STAGE2
+
+MODES = ("train", "eval")
+TEACHERS = ("denet", "bicubic", "cycle")
+
+
+class ConfigError(ValueError):
+    """The config cannot run; the message lists every problem found."""
+
+
+def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+    """The checkpoints folder stage 2 takes DeNet from: `stage2.denet_checkpoint` (a stage-1
+    workdir or its checkpoints folder), else this run's W/degradation/checkpoints."""
+    given = config.stage2.denet_checkpoint
+    folder = pathlib.Path(given).expanduser() if given else pathlib.Path(workdir) / STAGE1
+    return folder if folder.name == "checkpoints" else folder / "checkpoints"
+
+
+def needs_denet(config: ml_collections.ConfigDict) -> bool:
+    """Stage 2 reads a trained DeNet when it runs with the paper's DeNet pairs."""
+    return STAGE2 in config.stages and config.stage2.teacher == "denet"
+
+
+def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, device_count: int) -> None:
+    """Raise ConfigError listing every bad value in `config` for a run over `device_count` devices."""
+    problems = []
+    check = problems.append
+    if config.mode not in MODES:
+        check(f"mode must be one of {MODES}, got {config.mode!r}")
+    stages = tuple(config.stages)
+    if not stages or any(s not in (STAGE1, STAGE2) for s in stages) or list(stages) != sorted(
+            stages, key=(STAGE1, STAGE2).index) or len(set(stages)) != len(stages):
+        check(f"stages must be ({STAGE1!r}, {STAGE2!r}) or one of them, got {stages!r}")
+    try:
+        models.build_sr(config.model), models.build_downsampler(config.model)
+    except ValueError as err:
+        check(f"model: {err}")
+    for name in ("stage1", "stage2"):
+        stage = config[name]
+        if stage.batch_size <= 0 or stage.batch_size % device_count:
+            check(f"{name}.batch_size={stage.batch_size} must be a positive multiple of the "
+                  f"{device_count} devices the batch is split over")
+        if stage.epochs <= 0:
+            check(f"{name}.epochs must be positive, got {stage.epochs}")
+        if stage.gan_loss not in losses.GAN_LOSSES:
+            check(f"{name}.gan_loss must be one of {losses.GAN_LOSSES}, got {stage.gan_loss!r}")
+        weights = {k: v for k, v in stage.items() if k.endswith("_weight")}
+        check_all = [k for k, v in weights.items() if v < 0]
+        if check_all:
+            check(f"{name}: loss weights must be >= 0: {', '.join(f'{k}={weights[k]}' for k in check_all)}")
+    if config.stage2.teacher not in TEACHERS:
+        check(f"stage2.teacher must be one of {TEACHERS}, got {config.stage2.teacher!r}")
+    if needs_denet(config) and STAGE1 not in stages:
+        folder = denet_checkpoints(config, workdir)
+        if not folder.is_dir() or not any(p.name.isdigit() for p in folder.iterdir()):
+            check(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in {folder}: "
+                  f"set stage2.denet_checkpoint to a stage-1 workdir, or train stage 1 first")
+    opt = config.optimizer
+    if opt.learning_rate <= 0 or opt.halve_every_epochs <= 0 or not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1):
+        check(f"optimizer: learning_rate and halve_every_epochs must be positive and betas in "
+              f"[0, 1), got {dict(opt)}")
+    train = config.train
+    for key in ("log_every", "images_every", "checkpoint_every", "keep_checkpoints"):
+        if train[key] <= 0:
+            check(f"train.{key} must be positive, got {train[key]}")
+    if train.max_steps < 0:
+        check(f"train.max_steps must be >= 0 (0: run the configured epochs), got {train.max_steps}")
+    data = config.data
+    if data.hr_size != data.lr_size * config.model.sr.scale:
+        check(f"data.hr_size ({data.hr_size}) must be data.lr_size ({data.lr_size}) x "
+              f"model.sr.scale ({config.model.sr.scale})")
+    if (data.hr_dir is None) != (data.lr_dir is None):
+        check("data.hr_dir and data.lr_dir go together: set both (your faces) or neither "
+              "(the synthetic default)")
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,137 @@
+"""What a run shows: a progress line, scalar and image summaries, never a crash for want of TF.
+
+Scalars always go to `metrics.jsonl` and image grids to `images/*.png` in the stage folder;
+where clu, TensorFlow and tensorboard import, the same go to TensorBoard event files too.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from PIL import Image
+
+
+class SummaryWriter:
+    """Scalars to JSONL + TensorBoard, image grids to PNG + TensorBoard (primary process only)."""
+
+    def __init__(self, stage_dir: pathlib.Path, enabled: bool = True):
+        self.dir = pathlib.Path(stage_dir)
+        self.enabled = enabled
+        self.tensorboard = None
+        if not enabled:
+            return
+        (self.dir / "images").mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.tensorboard = tensorboard_writer(self.dir / "tensorboard")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+        self.jsonl.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.write_scalars(step, values)
+
+    def images(self, step: int, grids: dict[str, np.ndarray]) -> None:
+        """grids: name -> uint8 (H, W, 3)."""
+        if not self.enabled:
+            return
+        for name, grid in grids.items():
+            Image.fromarray(grid).save(self.dir / "images" / f"{name.replace('/', '_')}_{step:08d}.png")
+        if self.tensorboard is not None:
+            self.tensorboard.write_images(step, {k: v[None] for k, v in grids.items()})
+
+    def flush(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def tensorboard_writer(logdir: pathlib.Path) -> Any:
+    """clu's TensorBoard SummaryWriter, or None (logged) where clu / TensorFlow is missing."""
+    try:
+        from clu import metric_writers  # imports TensorFlow: lazily, and optional
+        return metric_writers.SummaryWriter(str(logdir))
+    except Exception as err:  # ImportError, or TF failing to load on an accelerator host
+        logging.warning("TensorBoard summaries off (%s); scalars go to metrics.jsonl only", err)
+        return None
+
+
+class Progress:
+    """The progress line: stage, epoch, step, images/s, ETA and the loss terms."""
+
+    def __init__(self, stage: str, total_steps: int, steps_per_epoch: int, batch_size: int, start_step: int):
+        self.stage, self.total, self.per_epoch, self.batch = stage, total_steps, steps_per_epoch, batch_size
+        self.last_step, self.last_time = start_step, time.perf_counter()
+
+    def line(self, step: int, metrics: dict[str, float]) -> tuple[str, float]:
+        """(the line, images/s since the previous line) at `step` (steps done so far)."""
+        now = time.perf_counter()
+        rate = (step - self.last_step) * self.batch / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        eta = (self.total - step) * self.batch / rate if rate > 0 else float("inf")
+        epoch = step // self.per_epoch + 1
+        epochs = -(-self.total // self.per_epoch)
+        terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        text = (f"[{self.stage}] epoch {min(epoch, epochs)}/{epochs} step {step}/{self.total} "
+                f"{rate:.1f} img/s ETA {format_seconds(eta)} | {terms}")
+        return text, rate
+
+
+def format_seconds(seconds: float) -> str:
+    """12h03m, 4m05s, 9s or '?' for an unknown time."""
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def to_panel(images: jax.Array, size: int, kind: str = "rgb") -> jax.Array:
+    """One column of an image grid: (N, h, w, C) -> float32 (N, size, size, 3) in [0, 1].
+
+    Nearest-neighbour upscaling. kind 'rgb': [0, 1] images; 'binary': {0, 1} edge maps;
+    'signed': DoG maps, shown as 0.5 + 4 x.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    if kind == "signed":
+        images = 0.5 + 4.0 * images
+    if images.shape[-1] == 1:
+        images = jnp.repeat(images, 3, axis=-1)
+    factor = size // images.shape[1]
+    images = jnp.repeat(jnp.repeat(images, factor, axis=1), factor, axis=2)
+    return jnp.clip(images, 0.0, 1.0)
+
+
+def image_grid(columns: list[np.ndarray]) -> np.ndarray:
+    """Panels side by side, faces one per row: list of (N, S, S, 3) in [0, 1] -> uint8 (N*S, P*S, 3)."""
+    rows = np.concatenate([np.asarray(c) for c in columns], axis=2)     # (N, S, P*S, 3)
+    return np.round(255.0 * rows.reshape(-1, *rows.shape[2:])).astype(np.uint8)
+
+
+class _LibraryInfoFilter:
+    """Drops INFO (and lower) records logged from inside orbax, which logs every file it writes."""
+
+    NOISY = ("/orbax/",)
+
+    def filter(self, record) -> bool:
+        return record.levelno > 20 or not any(part in record.pathname for part in self.NOISY)
+
+
+def quiet_library_logs() -> None:
+    """Keep the run's log readable: orbax's INFO chatter off, its warnings and errors kept."""
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
