@@ -24,3 +24,39 @@ def faces_dir() -> pathlib.Path:
     if not FACES.is_dir():
         raise FileNotFoundError(f"the shared face set is missing: expected {FACES}")
     return FACES
+
+
+@pytest.fixture(scope="session")
+def load_faces(faces_dir):
+    """load_faces(subdir, n, size=None) -> (n, H, W, 3) uint8 RGB: the first n PNGs of
+    faces_dir/subdir in name order, optionally resized to size x size with PIL bicubic."""
+    import numpy as np
+    from PIL import Image
+
+    def load(subdir: str, n: int, size: int | None = None):
+        files = sorted((faces_dir / subdir).glob("*.png"))[:n]
+        if len(files) < n:
+            raise FileNotFoundError(f"{faces_dir / subdir} holds {len(files)} PNGs, the test needs {n}")
+        images = [Image.open(f).convert("RGB") for f in files]
+        if size is not None:
+            images = [im.resize((size, size), Image.BICUBIC) for im in images]
+        return np.stack([np.asarray(im) for im in images])
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def faces_cfg(tmp_path_factory, faces_dir):
+    """A `data` config over the shared faces, prepared once per session into a temporary
+    tfds_dir (HR = train/HIGH, LR = train/LOW, test sets celeba and widerface)."""
+    from fsr_jax import data
+
+    cfg = data.default_config()
+    cfg.tfds_dir = str(tmp_path_factory.mktemp("tfds"))
+    cfg.hr_dir = str(faces_dir / "train" / "HIGH")
+    cfg.lr_dir = str(faces_dir / "train" / "LOW")
+    cfg.test_sets.celeba = str(faces_dir / "test" / "celeba")
+    cfg.test_sets.widerface = str(faces_dir / "test" / "widerface")
+    cfg.progress = False
+    data.prepare_all(cfg)
+    return cfg

@@ -1,0 +1,22 @@
+"""The paper's metrics with real weights, in JAX/numpy (no torch, no TensorFlow at run time).
+
+- `psnr(x, y)`, `ssim(x, y)`: (N, H, W, 3) in [0, 1] pairs -> (N,), on RGB at data range 255.
+- `lpips(x, y)`: (N, H, W, 3) in [0, 1] pairs -> (N,), AlexNet with the v0.1 linear layers.
+- `inception_features(images)` -> (N, 2048); `fid(features, reference_features)` -> FIDResult
+  (value, n, n_ref).
+- `niqe(image, block_size=32)`: one (H, W, 3) image in [0, 1] -> float.
+
+Weights come from a cache that `python -m fsr_jax.metrics.weights install` fills; a metric
+whose weights are missing raises `MissingWeightsError` naming that command.
+"""
+from fsr_jax.metrics.frechet import FIDResult, feature_stats, fid, frechet_distance, inception_features
+from fsr_jax.metrics.perceptual import lpips
+from fsr_jax.metrics.naturalness import BLOCK_SIZE as NIQE_BLOCK_SIZE
+from fsr_jax.metrics.naturalness import niqe
+from fsr_jax.metrics.quality import psnr, ssim
+from fsr_jax.metrics.weights import INSTALL_COMMAND, MissingWeightsError
+
+__all__ = [
+    "FIDResult", "INSTALL_COMMAND", "MissingWeightsError", "NIQE_BLOCK_SIZE", "feature_stats", "fid",
+    "frechet_distance", "inception_features", "lpips", "niqe", "psnr", "ssim",
+]
