@@ -1,0 +1,200 @@
+"""From the `data` config to prepared datasets: build on first use, reuse, read back.
+
+Each source (a folder, or the synthetic default) is prepared into its own directory under
+`data.tfds_dir`, named after the folder plus a digest of everything that decides its content
+(absolute path, every entry's name, size and mtime, image sizes, policies, builder version).
+A changed folder or policy therefore gets a fresh preparation, and an unchanged one is reused;
+the log says which, and repeats what the folder check dropped or changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from fsr_jax.data import builders, images
+
+SYNTHETIC_TEST_SETS = ("synthetic_bicubic", "synthetic_real")
+
+
+def uses_synthetic(data_cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the config selects the synthetic default (hr_dir and lr_dir both unset).
+
+    Raises:
+      ValueError: when only one of hr_dir and lr_dir is set.
+    """
+    if (data_cfg.hr_dir is None) != (data_cfg.lr_dir is None):
+        raise ValueError(
+            "set both data.hr_dir and data.lr_dir (unpaired HR and real LR folders) or neither "
+            f"(synthetic default); got hr_dir={data_cfg.hr_dir!r}, lr_dir={data_cfg.lr_dir!r}")
+    return data_cfg.hr_dir is None
+
+
+def _digest(description: dict) -> str:
+    return hashlib.sha1(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _folder_state(folder: pathlib.Path) -> list:
+    """(name, size, mtime_ns) of every entry of a folder, recursively one level (LR/, HR/)."""
+    if not folder.is_dir():
+        return []
+    state = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        st = entry.stat()
+        state.append([entry.name, st.st_size, st.st_mtime_ns])
+        if entry.is_dir() and entry.name in ("LR", "HR"):
+            state.append(_folder_state(pathlib.Path(entry.path)))
+    return state
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:40] or "root"
+
+
+def _tfds_dir(data_cfg) -> pathlib.Path:
+    return pathlib.Path(os.path.expanduser(data_cfg.tfds_dir))
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir=None):
+    """Builds `builder` unless its directory holds a finished preparation; logs which."""
+    if builder.is_prepared():
+        logging.info("%s: reusing the prepared dataset in %s", what, builder.data_dir)
+    else:
+        logging.info("%s: preparing into %s (first use, or the source changed)", what,
+                     builder.data_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    for part, scan in builder.info.metadata.get("scans", {}).items():
+        logging.info("%s (%s): %s", what, part, scan["summary"])
+    return builder
+
+
+def folder_builder(folder, size: int, data_cfg, role: str) -> builders.FaceFolder:
+    """The prepared `FaceFolder` of an HR or LR training folder (built on first use)."""
+    folder = pathlib.Path(os.path.expanduser(folder)).resolve()
+    images.list_folder(folder)  # a clear error for a missing or empty folder, before anything
+    key = _digest({"folder": str(folder), "state": _folder_state(folder), "size": size,
+                   "bad": data_cfg.on_bad_image, "wrong": data_cfg.on_wrong_size,
+                   "version": str(builders.FaceFolder.VERSION)})
+    builder = builders.FaceFolder(
+        size=size, on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
+        progress=data_cfg.progress,
+        data_dir=_tfds_dir(data_cfg) / f"{role}-{_slug(folder.name)}-{key}",
+        file_format="array_record")
+    return _prepare(builder, f"{role} faces {folder}", manual_dir=folder)
+
+
+def test_folder_builder(folder, data_cfg, name: str) -> builders.FaceTestFolder:
+    """The prepared `FaceTestFolder` of a test folder (LR/ and optional HR/)."""
+    folder = pathlib.Path(os.path.expanduser(folder)).resolve()
+    if not folder.is_dir():
+        raise images.DataError(f"test set {name!r}: folder {folder} does not exist")
+    if not (folder / "LR").is_dir():
+        raise images.DataError(f"test set {name!r}: {folder} has no LR/ folder")
+    config = "paired" if (folder / "HR").is_dir() else "lr_only"
+    key = _digest({"folder": str(folder), "state": _folder_state(folder),
+                   "sizes": [data_cfg.hr_size, data_cfg.lr_size], "bad": data_cfg.on_bad_image,
+                   "wrong": data_cfg.on_wrong_size, "config": config,
+                   "version": str(builders.FaceTestFolder.VERSION)})
+    builder = builders.FaceTestFolder(
+        config=config, hr_size=data_cfg.hr_size, lr_size=data_cfg.lr_size,
+        on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
+        progress=data_cfg.progress,
+        data_dir=_tfds_dir(data_cfg) / f"test-{_slug(name)}-{key}", file_format="array_record")
+    return _prepare(builder, f"test set {name!r} ({folder}, {config})", manual_dir=folder)
+
+
+def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
+    """The prepared `SyntheticFaces` of one config ('hr', 'lr', 'test_paired', 'test_lr')."""
+    count = {"hr": data_cfg.synthetic_hr, "lr": data_cfg.synthetic_lr}.get(
+        config, data_cfg.synthetic_test)
+    key = _digest({"count": count, "seed": data_cfg.synthetic_seed,
+                   "sizes": [data_cfg.hr_size, data_cfg.lr_size],
+                   "version": str(builders.SyntheticFaces.VERSION)})
+    builder = builders.SyntheticFaces(
+        config=config, count=count, seed=data_cfg.synthetic_seed, hr_size=data_cfg.hr_size,
+        lr_size=data_cfg.lr_size, progress=data_cfg.progress,
+        data_dir=_tfds_dir(data_cfg) / f"synthetic-{key}", file_format="array_record")
+    return _prepare(builder, f"synthetic {config} faces ({count}, seed {data_cfg.synthetic_seed})")
+
+
+def train_builders(data_cfg) -> tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]:
+    """(HR, LR) prepared training datasets of the config, each with split 'train' and
+    features {'image', 'name'}; the synthetic default when no folder is set (logged)."""
+    if uses_synthetic(data_cfg):
+        logging.info(
+            "data.hr_dir and data.lr_dir are unset: training on the SYNTHETIC default faces "
+            "(%d HR, %d degraded LR, seed %d), not on real faces",
+            data_cfg.synthetic_hr, data_cfg.synthetic_lr, data_cfg.synthetic_seed)
+        return synthetic_builder(data_cfg, "hr"), synthetic_builder(data_cfg, "lr")
+    return (folder_builder(data_cfg.hr_dir, data_cfg.hr_size, data_cfg, "hr"),
+            folder_builder(data_cfg.lr_dir, data_cfg.lr_size, data_cfg, "lr"))
+
+
+def test_set_names(data_cfg) -> tuple[str, ...]:
+    """Names of the test sets to evaluate: data.test_sets, or the synthetic ones when that is
+    empty and the synthetic default is in use."""
+    if data_cfg.test_sets:
+        return tuple(data_cfg.test_sets.keys())
+    return SYNTHETIC_TEST_SETS if uses_synthetic(data_cfg) else ()
+
+
+def test_builder(data_cfg, name: str) -> tfds.core.DatasetBuilder:
+    """The prepared test set `name` (split 'test', features 'lr', optional 'hr', 'name')."""
+    if name in data_cfg.test_sets:
+        return test_folder_builder(data_cfg.test_sets[name], data_cfg, name)
+    if name == "synthetic_bicubic":
+        return synthetic_builder(data_cfg, "test_paired")
+    if name == "synthetic_real":
+        return synthetic_builder(data_cfg, "test_lr")
+    raise KeyError(f"unknown test set {name!r}: data.test_sets has {sorted(data_cfg.test_sets)}"
+                   f" and the synthetic ones are {SYNTHETIC_TEST_SETS}")
+
+
+def load_test_set(data_cfg, name: str, max_images: int | None = None) -> dict:
+    """A whole test set in memory, in file-name order.
+
+    Returns:
+      {'lr': uint8 (N, lr_size, lr_size, 3) in [0, 255],
+       'hr': uint8 (N, hr_size, hr_size, 3) in [0, 255], or None for real-LR-only sets,
+       'names': list of N source file names}; N is capped at `max_images` if given.
+    """
+    builder = test_builder(data_cfg, name)
+    source = builder.as_data_source("test")
+    keys = tuple(k for k in ("lr", "hr") if k in builder.info.features)
+    if max_images is not None:
+        source = _Head(source, max_images)
+    data = builders.read_all(source, keys)
+    return {"lr": data["lr"], "hr": data.get("hr"), "names": data["names"]}
+
+
+class _Head:
+    """The first n records of a data source."""
+
+    def __init__(self, source, n: int):
+        self._source, self._n = source, min(n, len(source))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitems__(self, indices):
+        return self._source.__getitems__(indices)
+
+
+def read_faces(builder: tfds.core.DatasetBuilder) -> tuple[np.ndarray, list[str]]:
+    """All faces of a prepared training dataset: uint8 (N, S, S, 3) in [0, 255] and names."""
+    data = builders.read_all(builder.as_data_source("train"), ("image",))
+    return data["image"], data["names"]
+
+
+def prepare_all(data_cfg) -> list[tfds.core.DatasetBuilder]:
+    """Prepares (or reuses) the training sets and every test set of the config."""
+    hr, lr = train_builders(data_cfg)
+    return [hr, lr] + [test_builder(data_cfg, name) for name in test_set_names(data_cfg)]

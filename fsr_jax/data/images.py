@@ -1,0 +1,307 @@
+"""Checked reading of face image files: decode, normalise to 8-bit RGB, fit to size.
+
+Every image that enters a prepared dataset passes through `check_image`. It returns uint8
+RGB pixels of shape (size, size, 3) in [0, 255] and the list of changes it made (mode
+conversion, 16-bit reduction, EXIF rotation, resize), so that callers can count and log them;
+a file that is not a decodable image raises `BadImageError` naming it. `scan_folder` applies
+the config's policies (`on_bad_image`, `on_wrong_size`) to a whole folder before anything is
+written, so an `error` policy stops with every offending file listed at once.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import os
+import pathlib
+
+import cv2
+import numpy as np
+import tqdm
+from absl import logging
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# File name extensions read as images (lower case); any other file is ignored and counted.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+ON_BAD_IMAGE = ("error", "skip")
+_EXIF_ORIENTATION = 0x0112
+ON_WRONG_SIZE = ("resize", "error")
+
+
+class BadImageError(ValueError):
+    """A file with an image extension that cannot be decoded as an image."""
+
+    def __init__(self, path: os.PathLike | str, reason: str):
+        super().__init__(f"{path}: not a decodable image ({reason})")
+        self.path = str(path)
+        self.reason = reason
+
+
+class DataError(ValueError):
+    """A folder or its contents cannot be used as configured; the message names them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedImage:
+    """One image as it will be stored.
+
+    Attributes:
+      pixels: uint8 (size, size, 3) RGB in [0, 255].
+      png: PNG encoding of `pixels`; the file's own bytes when it was already an 8-bit RGB
+        PNG of the right size (so stored pixels equal the file's bit for bit).
+      changes: what was done to the file's pixels, e.g. ("mode P -> RGB", "resized 48x40 ->
+        64x64"); empty when nothing was.
+      resized: whether the size was changed.
+    """
+
+    pixels: np.ndarray
+    png: bytes
+    changes: tuple[str, ...]
+    resized: bool
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of uint8 (H, W, 3) RGB pixels (lossless)."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(pixels[..., ::-1]))
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {pixels.shape}")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """uint8 (H, W, 3) RGB pixels of PNG bytes written by `encode_png` or `check_image`."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("not decodable PNG bytes")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _is_16_bit(image: Image.Image) -> bool:
+    """Whether PIL's decoder would reduce this image from 16 bits per sample."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return True
+    return any(";16" in str(tile.args) for tile in image.tile)
+
+
+def _from_16_bit(data: bytes, path: str) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a 16-bit file: each sample v becomes round(v / 257).
+
+    Alpha, if any, is composited onto black after the reduction.
+    """
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise BadImageError(path, "16-bit image OpenCV cannot decode")
+    if array.dtype == np.uint8:  # OpenCV decoded it as 8-bit already
+        array8 = array
+    else:
+        array8 = np.round(np.clip(array.astype(np.float64), 0, 65535) / 257.0).astype(np.uint8)
+    if array8.ndim == 2:
+        return np.repeat(array8[..., None], 3, axis=-1)
+    if array8.shape[-1] == 4:
+        rgb = array8[..., 2::-1].astype(np.float64)
+        alpha = array8[..., 3:].astype(np.float64) / 255.0
+        return np.round(rgb * alpha).astype(np.uint8)
+    return np.ascontiguousarray(array8[..., 2::-1])
+
+
+def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """uint8 (H, W, 3) RGB of an 8-bit PIL image and the conversions made."""
+    changes = []
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        rgb = np.round(rgba[..., :3] * rgba[..., 3:] / 255.0).astype(np.uint8)
+        changes.append(f"mode {image.mode} -> RGB (alpha composited onto black)")
+        return rgb, changes
+    if image.mode != "RGB":
+        changes.append(f"mode {image.mode} -> RGB")
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8), changes
+
+
+def resize_bicubic(pixels: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (size, size, 3): PIL's antialiased bicubic resize of uint8 (H, W, 3) RGB pixels."""
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BICUBIC))
+
+
+def check_image(path: os.PathLike | str, size: int) -> CheckedImage:
+    """Decodes one image file and normalises it to uint8 (size, size, 3) RGB.
+
+    Grayscale, palette, CMYK and other 8-bit modes are converted with PIL; alpha is composited
+    onto black; 16-bit samples v become round(v / 257); JPEG EXIF orientation is applied; any
+    other size is resized to size x size with PIL bicubic (aspect ratio not kept). Each of
+    these is listed in `changes`.
+
+    Raises:
+      BadImageError: naming the file, when it is empty, truncated, or not an image at all.
+    """
+    path = str(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise BadImageError(path, "empty file")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image_format = image.format
+        sixteen = _is_16_bit(image)
+        if image.mode == "F":
+            raise BadImageError(path, "32-bit float images are not supported")
+        image.load()
+        changes = []
+        if sixteen:
+            pixels = _from_16_bit(data, path)
+            changes.append(f"16-bit {image.mode} -> 8-bit RGB")
+        else:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            if orientation != 1:
+                image = ImageOps.exif_transpose(image)
+                changes.append(f"EXIF orientation {orientation} applied")
+            pixels, mode_changes = _to_rgb(image)
+            changes.extend(mode_changes)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, BadImageError):
+            raise
+        raise BadImageError(path, f"{type(e).__name__}: {e}") from None
+    height, width = pixels.shape[:2]
+    resized = (height, width) != (size, size)
+    if resized:
+        pixels = resize_bicubic(pixels, size)
+        changes.append(f"resized {width}x{height} -> {size}x{size}")
+    if not changes and image_format == "PNG":
+        png = data
+    else:
+        png = encode_png(pixels)
+    return CheckedImage(pixels=pixels, png=png, changes=tuple(changes), resized=resized)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderListing:
+    """The top level of a folder: image files (sorted by name) and everything else."""
+
+    folder: pathlib.Path
+    images: tuple[pathlib.Path, ...]
+    ignored: tuple[str, ...]
+
+
+def list_folder(folder: os.PathLike | str) -> FolderListing:
+    """Lists a folder's image files by extension; other entries (and sub-folders) are ignored.
+
+    Raises:
+      DataError: naming the folder, when it is missing, not a folder, or holds no image file.
+    """
+    folder = pathlib.Path(folder).expanduser()
+    if not folder.exists():
+        raise DataError(f"image folder {folder} does not exist")
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    images, ignored = [], []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        is_image = entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+        (images if is_image else ignored).append(entry.name)
+    if not images:
+        raise DataError(
+            f"image folder {folder} holds no image file (extensions {sorted(IMAGE_EXTENSIONS)}); "
+            f"{len(ignored)} other entries"
+        )
+    return FolderListing(folder, tuple(folder / n for n in images), tuple(ignored))
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderScan:
+    """A checked folder: what will be stored and what was dropped or changed.
+
+    Attributes:
+      folder: the folder.
+      good: the image files that will be stored, sorted by name.
+      bad: (file name, reason) of files that are not decodable images (skipped).
+      ignored: names of entries without an image extension.
+      resized: names of files that were resized.
+      changes: count of each kind of change, e.g. {"mode L -> RGB": 3}.
+    """
+
+    folder: pathlib.Path
+    good: tuple[pathlib.Path, ...]
+    bad: tuple[tuple[str, str], ...]
+    ignored: tuple[str, ...]
+    resized: tuple[str, ...]
+    changes: dict[str, int]
+
+    def summary(self) -> str:
+        """One log line: counts of stored, skipped, ignored and changed files."""
+        parts = [f"{self.folder}: {len(self.good)} images kept"]
+        if self.bad:
+            names = ", ".join(n for n, _ in self.bad[:5]) + (", ..." if len(self.bad) > 5 else "")
+            parts.append(f"{len(self.bad)} bad files skipped ({names})")
+        if self.ignored:
+            parts.append(f"{len(self.ignored)} non-image entries ignored")
+        for change, count in sorted(self.changes.items()):
+            parts.append(f"{count} x {change}")
+        return "; ".join(parts)
+
+
+def _change_kind(change: str) -> str:
+    """The kind of a change for counting, e.g. 'resized 48x40 -> 64x64' -> 'resized to 64x64'."""
+    if change.startswith("resized"):
+        return "resized to " + change.rsplit("-> ", 1)[1]
+    return change
+
+
+def scan_folder(
+    folder: os.PathLike | str,
+    size: int,
+    *,
+    on_bad_image: str = "error",
+    on_wrong_size: str = "resize",
+    progress: bool = True,
+) -> FolderScan:
+    """Checks every image of a folder against the policies before anything is stored.
+
+    Args:
+      folder: a folder of image files (top level only).
+      size: the side every image must have (or is resized to).
+      on_bad_image: 'error' raises listing every undecodable file; 'skip' drops and counts them.
+      on_wrong_size: 'resize' resizes (counted); 'error' raises listing every wrong-sized file.
+      progress: show a progress bar.
+
+    Raises:
+      DataError: missing/empty folder, or a policy of 'error' met an offending file.
+    """
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}")
+    if on_wrong_size not in ON_WRONG_SIZE:
+        raise ValueError(f"on_wrong_size must be one of {ON_WRONG_SIZE}, got {on_wrong_size!r}")
+    listing = list_folder(folder)
+    good, bad, resized, changes = [], [], [], collections.Counter()
+    bar = tqdm.tqdm(listing.images, desc=f"checking {listing.folder}", unit=" images",
+                    disable=not progress, leave=False)
+    for path in bar:
+        try:
+            checked = check_image(path, size)
+        except BadImageError as e:
+            bad.append((path.name, e.reason))
+            continue
+        good.append(path)
+        if checked.resized:
+            resized.append(path.name)
+        changes.update(_change_kind(c) for c in checked.changes)
+    if bad and on_bad_image == "error":
+        raise DataError(
+            f"{len(bad)} files in {listing.folder} are not decodable images "
+            "(set data.on_bad_image='skip' to skip them):\n"
+            + "\n".join(f"  {name}: {reason}" for name, reason in bad)
+        )
+    if resized and on_wrong_size == "error":
+        raise DataError(
+            f"{len(resized)} images in {listing.folder} are not {size}x{size} "
+            "(set data.on_wrong_size='resize' to resize them with PIL bicubic):\n"
+            + "\n".join(f"  {name}" for name in resized)
+        )
+    if not good:
+        raise DataError(f"image folder {listing.folder} holds no decodable image")
+    scan = FolderScan(listing.folder, tuple(good), tuple(bad), listing.ignored, tuple(resized),
+                      dict(changes))
+    logging.info("checked %s", scan.summary())
+    return scan
+

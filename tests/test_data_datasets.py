@@ -1,0 +1,173 @@
+"""fsr_jax.data.datasets (+ builders): preparing the shared faces, policies, reuse, test sets."""
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fsr_jax import data
+from fsr_jax.data import datasets, images
+
+
+def _pngs(folder):
+    files = sorted(folder.glob("*.png"))
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return pixels, [f.name for f in files]
+
+
+def test_shared_faces_prepare_with_counts_pixels_and_names(faces_cfg, faces_dir):
+    hr_builder, lr_builder = datasets.train_builders(faces_cfg)
+    for builder, folder, count in ((hr_builder, "HIGH", 900), (lr_builder, "LOW", 4000)):
+        assert builder.info.file_format.value == "array_record"
+        faces, names = datasets.read_faces(builder)
+        expected, expected_names = _pngs(faces_dir / "train" / folder)
+        assert len(names) == count and names == expected_names
+        np.testing.assert_array_equal(faces, expected)
+
+    celeba = data.load_test_set(faces_cfg, "celeba")
+    lr, names = _pngs(faces_dir / "test" / "celeba" / "LR")
+    hr, _ = _pngs(faces_dir / "test" / "celeba" / "HR")
+    assert celeba["names"] == names and len(names) == 100
+    np.testing.assert_array_equal(celeba["lr"], lr)
+    np.testing.assert_array_equal(celeba["hr"], hr)
+
+    wider = data.load_test_set(faces_cfg, "widerface")
+    lr, names = _pngs(faces_dir / "test" / "widerface" / "LR")
+    assert wider["names"] == names and len(names) == 1000 and wider["hr"] is None
+    np.testing.assert_array_equal(wider["lr"], lr)
+
+    capped = data.load_test_set(faces_cfg, "widerface", max_images=10)
+    np.testing.assert_array_equal(capped["lr"], lr[:10])
+    assert data.test_set_names(faces_cfg) == ("celeba", "widerface")
+
+
+def test_unchanged_folder_is_reused_and_changed_folder_rebuilt(tmp_path, faces_dir, caplog):
+    caplog.set_level(logging.INFO, logger="absl")
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for f in sorted((faces_dir / "train" / "HIGH").iterdir())[:5]:
+        shutil.copy(f, folder / f.name)
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    first = datasets.folder_builder(folder, 64, cfg, "hr")
+    assert "preparing into" in caplog.text
+    caplog.clear()
+    again = datasets.folder_builder(folder, 64, cfg, "hr")
+    assert again.data_dir == first.data_dir and "reusing the prepared dataset" in caplog.text
+    shutil.copy(sorted((faces_dir / "train" / "HIGH").iterdir())[5], folder / "zz.png")
+    changed = datasets.folder_builder(folder, 64, cfg, "hr")
+    assert changed.data_dir != first.data_dir
+    assert changed.info.splits["train"].num_examples == 6
+
+
+def _bad_folder(root, faces_dir):
+    root.mkdir()
+    faces = sorted((faces_dir / "train" / "HIGH").iterdir())
+    for f in faces[:4]:
+        shutil.copy(f, root / f.name)
+    (root / "truncated.png").write_bytes(faces[4].read_bytes()[:200])
+    (root / "text.png").write_text("not an image")
+    (root / "empty.png").write_bytes(b"")
+    Image.open(faces[5]).convert("L").resize((100, 100), Image.BICUBIC).save(root / "grey.jpg")
+    (root / "labels.csv").write_text("x")
+    return root, faces
+
+
+def test_bad_files_error_and_skip_through_the_pipeline(tmp_path, faces_dir, caplog):
+    hr_dir, faces = _bad_folder(tmp_path / "hr", faces_dir)
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.hr_dir, cfg.lr_dir = str(hr_dir), str(faces_dir / "test" / "celeba" / "LR")
+    with pytest.raises(images.DataError) as e:
+        data.make_train_iterator(cfg, global_batch_size=2, seed=0, process_index=0,
+                                 process_count=1)
+    for name in ("truncated.png", "text.png", "empty.png"):
+        assert name in str(e.value)
+    assert not list((tmp_path / "tfds").glob("hr-*/face_folder/1.0.0/*.array_record*"))
+
+    caplog.set_level(logging.INFO, logger="absl")
+    cfg.on_bad_image = "skip"
+    iterator = data.make_train_iterator(cfg, global_batch_size=5, seed=0, process_index=0,
+                                        process_count=1)
+    assert iterator.order.num_hr == 5 and iterator.steps_per_epoch == 1
+    assert "3 bad files skipped" in caplog.text and "1 non-image entries ignored" in caplog.text
+    assert "1 x resized to 64x64" in caplog.text and "1 x mode L -> RGB" in caplog.text
+    hr, names = datasets.read_faces(datasets.folder_builder(hr_dir, 64, cfg, "hr"))
+    assert names == sorted([f.name for f in faces[:4]] + ["grey.jpg"])
+    grey = Image.open(hr_dir / "grey.jpg").convert("RGB").resize((64, 64), Image.BICUBIC)
+    np.testing.assert_array_equal(hr[names.index("grey.jpg")], np.asarray(grey))
+    iterator.close()
+
+
+def test_wrong_size_error_policy(tmp_path, faces_dir):
+    hr_dir, _ = _bad_folder(tmp_path / "hr", faces_dir)
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.on_bad_image, cfg.on_wrong_size = "skip", "error"
+    with pytest.raises(images.DataError, match="grey.jpg"):
+        datasets.folder_builder(hr_dir, 64, cfg, "hr")
+
+
+def test_missing_folders_and_half_configs_are_clear_errors(tmp_path, faces_dir):
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.hr_dir = str(faces_dir / "train" / "HIGH")
+    with pytest.raises(ValueError, match="both data.hr_dir and data.lr_dir"):
+        datasets.train_builders(cfg)
+    cfg.lr_dir = str(tmp_path / "nowhere")
+    with pytest.raises(images.DataError, match=str(tmp_path / "nowhere")):
+        datasets.train_builders(cfg)
+    (tmp_path / "empty").mkdir()
+    cfg.lr_dir = str(tmp_path / "empty")
+    with pytest.raises(images.DataError, match="holds no image"):
+        datasets.train_builders(cfg)
+    cfg.test_sets.broken = str(tmp_path / "empty")
+    with pytest.raises(images.DataError, match="has no LR/"):
+        data.load_test_set(cfg, "broken")
+
+
+def test_test_set_with_unmatched_names_is_refused(tmp_path, faces_dir):
+    root = tmp_path / "ts"
+    shutil.copytree(faces_dir / "test" / "celeba", root)
+    (root / "HR" / "202500.png").unlink()
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.test_sets.mine = str(root)
+    with pytest.raises(images.DataError, match="202500.png"):
+        data.load_test_set(cfg, "mine")
+
+
+def test_synthetic_default_is_logged_and_matches_the_generator(tmp_path, caplog):
+    from fsr_jax.data import synthetic
+
+    caplog.set_level(logging.INFO, logger="absl")
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.synthetic_hr, cfg.synthetic_lr, cfg.synthetic_test = 8, 6, 4
+    hr_builder, lr_builder = datasets.train_builders(cfg)
+    assert "SYNTHETIC default faces" in caplog.text
+    hr, _ = datasets.read_faces(hr_builder)
+    lr, names = datasets.read_faces(lr_builder)
+    assert hr.shape == (8, 64, 64, 3) and lr.shape == (6, 16, 16, 3)
+    np.testing.assert_array_equal(hr[3], synthetic.hr_face(0, 3))
+    np.testing.assert_array_equal(lr[5], synthetic.lr_face(0, 5))
+    assert data.test_set_names(cfg) == datasets.SYNTHETIC_TEST_SETS
+    paired = data.load_test_set(cfg, "synthetic_bicubic")
+    np.testing.assert_array_equal(paired["lr"],
+                                  [images.resize_bicubic(h, 16) for h in paired["hr"]])
+    real = data.load_test_set(cfg, "synthetic_real")
+    assert real["hr"] is None and real["lr"].shape == (4, 16, 16, 3)
+
+
+def test_test_set_pair_with_a_skipped_file_is_dropped_and_logged(tmp_path, faces_dir, caplog):
+    caplog.set_level(logging.INFO, logger="absl")
+    root = tmp_path / "ts"
+    shutil.copytree(faces_dir / "test" / "celeba", root)
+    (root / "LR" / "202501.png").write_text("oops")
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress, cfg.on_bad_image = str(tmp_path / "tfds"), False, "skip"
+    cfg.test_sets.mine = str(root)
+    loaded = data.load_test_set(cfg, "mine")
+    assert len(loaded["names"]) == 99 and "202501.png" not in loaded["names"]
+    assert "1 pairs dropped" in caplog.text and "202501.png" in caplog.text
