@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage1 = ml_collections.ConfigDict(dict(
         batch_size=16,             # paper: 16
         epochs=30,                 # Decision: the paper gives none; an epoch = one pass over HR
+        max_steps=0,               # > 0 stops the stage after this many steps (smoke runs, tests)
         content_weight=1.0,        # alpha_1
         adversarial_weight=0.05,   # beta_1
         gan_loss="logistic",       # the paper's log-loss ('hinge': LRGAN / SCGAN)
@@ -39,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.stage2 = ml_collections.ConfigDict(dict(
         batch_size=4,              # paper: 4
         epochs=40,                 # Decision: the paper gives none
+        max_steps=0,               # > 0 stops the stage after this many steps
         # A finished stage-1 workdir (or its checkpoints folder) to take DeNet from; empty:
         # this run's own W/degradation.
         denet_checkpoint="",
@@ -58,7 +60,6 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Loop, checkpoints and summaries.
     config.train = ml_collections.ConfigDict(dict(
-        max_steps=0,               # > 0 caps every stage's steps (tests, smoke runs); 0: epochs
         log_every=50,              # progress line and scalar summaries, in steps
         images_every=1000,         # image grids (LR, the T iterations, edges, pseudo-HR, HR)
         checkpoint_every=1000,     # orbax checkpoint, in steps (and always at the end)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 STATE, DATA = "state", "data"
@@ -15,6 +17,19 @@ STATE, DATA = "state", "data"
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder is missing, empty or unreadable; the message names it."""
+
+
+def latest_step(directory: str | pathlib.Path) -> int | None:
+    """The newest complete checkpoint step in `directory` (None if none, or no folder).
+
+    Complete checkpoints are folders named by their step; orbax writes into
+    `<step>.orbax-checkpoint-tmp*` and renames only when done.
+    """
+    directory = pathlib.Path(directory).expanduser()
+    if not directory.is_dir():
+        return None
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / STATE).is_dir()]
+    return max(steps, default=None)
 
 
 def manager(directory: str | pathlib.Path, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
@@ -52,18 +67,25 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
 
 
 def restore_params(directory: str | pathlib.Path, names: tuple[str, ...], step: int | None = None) -> tuple[dict, int]:
-    """Only the parameters of networks `names` from a stage's checkpoint folder, as host arrays
-    (no optimizer states needed). Returns ({name: params}, step)."""
-    mgr = manager(directory, read_only=True)
-    step = mgr.latest_step() if step is None else step
+    """Only the parameters of networks `names` from a stage's checkpoint folder, as numpy
+    arrays on the host, whatever devices wrote them (no optimizer states needed).
+
+    Returns ({name: params}, step).
+    """
+    directory = pathlib.Path(directory).expanduser().resolve()
+    step = latest_step(directory) if step is None else step
     if step is None:
-        raise CheckpointError(f"no checkpoint in {mgr.directory}")
+        raise CheckpointError(f"no checkpoint in {directory}")
+    path = directory / str(step) / STATE
     try:
-        tree = mgr.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore()}))[STATE]
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint {step} in {mgr.directory}: {err}") from err
-    missing = [n for n in names if n not in tree.get("nets", {}) and n not in tree.get("frozen", {})]
-    if missing:
-        raise CheckpointError(f"checkpoint {step} in {mgr.directory} has no network {missing}")
+        handler = ocp.PyTreeCheckpointHandler()
+        as_numpy = jax.tree_util.tree_map(
+            lambda _: ocp.RestoreArgs(restore_type=np.ndarray), handler.metadata(path).tree)
+        tree = handler.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    except Exception as err:  # orbax raises many kinds; the user needs the folder
+        raise CheckpointError(f"cannot read checkpoint {step} in {directory}: {err}") from err
     nets = {**tree.get("frozen", {}), **{k: v["params"] for k, v in tree.get("nets", {}).items()}}
+    missing = [n for n in names if n not in nets]
+    if missing:
+        raise CheckpointError(f"checkpoint {step} in {directory} has no network {missing}")
     return {n: nets[n] for n in names}, step

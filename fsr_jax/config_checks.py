@@ -9,7 +9,7 @@ import pathlib
 
 import ml_collections
 
-from fsr_jax import losses, models
+from fsr_jax import checkpointing, losses, models
 from fsr_jax.steps import STAGE1, STAGE2
 
 MODES = ("train", "eval")
@@ -54,6 +54,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
                   f"{device_count} devices the batch is split over")
         if stage.epochs <= 0:
             check(f"{name}.epochs must be positive, got {stage.epochs}")
+        if stage.max_steps < 0:
+            check(f"{name}.max_steps must be >= 0 (0: run the configured epochs), got {stage.max_steps}")
         if stage.gan_loss not in losses.GAN_LOSSES:
             check(f"{name}.gan_loss must be one of {losses.GAN_LOSSES}, got {stage.gan_loss!r}")
         weights = {k: v for k, v in stage.items() if k.endswith("_weight")}
@@ -64,7 +66,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
         check(f"stage2.teacher must be one of {TEACHERS}, got {config.stage2.teacher!r}")
     if needs_denet(config) and STAGE1 not in stages:
         folder = denet_checkpoints(config, workdir)
-        if not folder.is_dir() or not any(p.name.isdigit() for p in folder.iterdir()):
+        if checkpointing.latest_step(folder) is None:
             check(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in {folder}: "
                   f"set stage2.denet_checkpoint to a stage-1 workdir, or train stage 1 first")
     opt = config.optimizer
@@ -75,8 +77,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
     for key in ("log_every", "images_every", "checkpoint_every", "keep_checkpoints"):
         if train[key] <= 0:
             check(f"train.{key} must be positive, got {train[key]}")
-    if train.max_steps < 0:
-        check(f"train.max_steps must be >= 0 (0: run the configured epochs), got {train.max_steps}")
     data = config.data
     if data.hr_size != data.lr_size * config.model.sr.scale:
         check(f"data.hr_size ({data.hr_size}) must be data.lr_size ({data.lr_size}) x "

@@ -24,7 +24,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def initialize_distributed() -> None:
-    """jax.distributed.initialize() when launched multi-process; nothing for one process."""
+    """jax.distributed.initialize() when launched multi-process; nothing for one process.
+
+    CPU processes exchange gradients over gloo (other platforms ignore the setting).
+    """
+    if _COORDINATOR.value is None and not _DISTRIBUTED.value:
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if _COORDINATOR.value is not None:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     elif _DISTRIBUTED.value:

@@ -5,6 +5,7 @@ where clu, TensorFlow and tensorboard import, the same go to TensorBoard event f
 """
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import time
@@ -61,7 +62,7 @@ class SummaryWriter:
 def tensorboard_writer(logdir: pathlib.Path) -> Any:
     """clu's TensorBoard SummaryWriter, or None (logged) where clu / TensorFlow is missing."""
     try:
-        from clu import metric_writers  # imports TensorFlow: lazily, and optional
+        metric_writers = importlib.import_module("clu.metric_writers")  # imports TensorFlow
         return metric_writers.SummaryWriter(str(logdir))
     except Exception as err:  # ImportError, or TF failing to load on an accelerator host
         logging.warning("TensorBoard summaries off (%s); scalars go to metrics.jsonl only", err)

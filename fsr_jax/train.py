@@ -6,6 +6,7 @@ resumes every stage from its newest checkpoint; a finished stage is skipped.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
@@ -110,6 +111,33 @@ def preview_fn(stage: str, config: ml_collections.ConfigDict, nets: Nets):
     return preview
 
 
+def step_config_key(config: ml_collections.ConfigDict) -> str:
+    """The config sections a stage's compiled functions depend on, as a hashable JSON string."""
+    loop_only = ("batch_size", "epochs", "max_steps", "denet_checkpoint")
+    part = {k: config[k].to_dict() for k in ("model", "optimizer")}
+    for k in ("stage1", "stage2"):
+        part[k] = {key: value for key, value in config[k].items() if key not in loop_only}
+    part["sizes"] = (config.data.hr_size, config.data.lr_size, config.train.summary_images)
+    return json.dumps(part, sort_keys=True, default=list)
+
+
+@functools.lru_cache(maxsize=4)
+def compiled(stage: str, config_key: str, steps_per_epoch: int, mesh):
+    """(nets, optimizer, jitted step, jitted preview) of a stage, built once per process for a
+    config, so that a rerun in the same process (tests, notebooks) reuses the compilation."""
+    part = json.loads(config_key)
+    config = ml_collections.ConfigDict({k: v for k, v in part.items() if k != "sizes"})
+    hr_size, lr_size, summary_images = part["sizes"]
+    config.data = ml_collections.ConfigDict(dict(hr_size=hr_size, lr_size=lr_size))
+    config.train = ml_collections.ConfigDict(dict(summary_images=summary_images))
+    nets = Nets.from_config(config.model)
+    tx = make_optimizer(config.optimizer, steps_per_epoch)
+    repl = replicated(mesh)
+    step = jax.jit(stage_step(stage, config, nets, tx), donate_argnums=0, out_shardings=(repl, repl))
+    preview = jax.jit(preview_fn(stage, config, nets), out_shardings=repl)
+    return nets, tx, step, preview
+
+
 class Stage:
     """One stage's run: its data, state, compiled step, checkpoints and summaries."""
 
@@ -117,20 +145,16 @@ class Stage:
         self.name, self.config, self.mesh = stage, config, mesh
         self.cfg = stage_config(config, stage)
         self.dir = pathlib.Path(workdir) / stage
-        self.nets = Nets.from_config(config.model)
         self.data = data.make_train_iterator(
             config.data, global_batch_size=self.cfg.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         self.steps_per_epoch = self.data.steps_per_epoch
-        self.total_steps = config.train.max_steps or self.cfg.epochs * self.steps_per_epoch
-        self.tx = make_optimizer(config.optimizer, self.steps_per_epoch)
+        self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
         self.lr_schedule = learning_rate_schedule(config.optimizer, self.steps_per_epoch)
         self.primary = jax.process_index() == 0
         self.checkpoints = checkpointing.manager(self.dir / "checkpoints", config.train.keep_checkpoints)
-        repl = replicated(mesh)
-        self.step_fn = jax.jit(stage_step(stage, config, self.nets, self.tx),
-                               donate_argnums=0, out_shardings=(repl, repl))
-        self.preview = jax.jit(preview_fn(stage, config, self.nets), out_shardings=repl)
+        self.nets, self.tx, self.step_fn, self.preview = compiled(
+            stage, step_config_key(config), self.steps_per_epoch, mesh)
 
     def initial_state(self, workdir: str) -> tuple[TrainState, int]:
         """The newest checkpoint's state (and the data position restored), else a fresh one."""

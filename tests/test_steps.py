@@ -1,0 +1,146 @@
+"""The stage steps: each loss term by hand, where gradients flow, data parallelism."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import smoke
+from fsr_jax import edges, losses
+from fsr_jax.mesh import batch_sharding, data_mesh, replicated
+from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, stage_step
+from helpers import read_faces
+
+SGD = optax.sgd(1.0)  # params change by exactly -gradient: gradients can be compared
+
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+@pytest.fixture(scope="module")
+def batch(faces_dir):
+    """A tiny fixed batch of real faces: 8 HR (64x64) and 8 unpaired real LR (16x16)."""
+    return {"hr": jnp.asarray(read_faces(faces_dir / "train" / "HIGH", 8)),
+            "lr": jnp.asarray(read_faces(faces_dir / "train" / "LOW", 8))}
+
+
+def setup(stage, tx=SGD, **stage2):
+    config = smoke.get_config()
+    config.stage2.update(stage2)
+    nets = Nets.from_config(config.model)
+    frozen = {}
+    if stage == STAGE2 and config.stage2.teacher == "denet":
+        frozen = {"denet": nets.down.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))["params"]}
+    cfg = config.stage1 if stage == STAGE1 else config.stage2
+    state = init_state(stage, cfg, nets, tx, 0, 64, 16, frozen)
+    return config, nets, state, stage_step(stage, config, nets, tx)
+
+
+def run(fn, *args):
+    return jax.device_get(fn(*args))
+
+
+def apply(module, params, x):
+    return np.asarray(module.apply({"params": params}, x))
+
+
+def test_stage1_terms_by_hand(batch):
+    config, nets, state, step = setup(STAGE1)
+    hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
+    p = {k: v.params for k, v in state.nets.items()}
+    fake = apply(nets.down, p["denet"], hr)
+    target = np.asarray(losses.bicubic_down(batch["hr"]))
+    _, metrics = jax.jit(step)(state, batch)
+    d_fake, d_real = apply(nets.disc, p["d_lr"], fake), apply(nets.disc, p["d_lr"], lr)
+    assert float(metrics["denet/content"]) == pytest.approx(np.mean(np.abs(fake - target)), rel=1e-5)
+    assert float(metrics["denet/adv"]) == pytest.approx(np.mean(softplus(-d_fake)), rel=1e-5)
+    assert float(metrics["d_lr/loss"]) == pytest.approx(
+        np.mean(softplus(-d_real)) + np.mean(softplus(d_fake)), rel=1e-5)
+
+
+def test_stage2_terms_by_hand(batch):
+    config, nets, state, step = setup(STAGE2)
+    hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
+    p = {k: v.params for k, v in state.nets.items()}
+    lr_syn = apply(nets.down, state.frozen["denet"], hr)
+    sr_t = [np.asarray(o) for o in nets.sr.apply({"params": p["tnet"]}, lr_syn)]
+    pseudo = np.asarray(nets.sr.apply({"params": p["tnet"]}, lr)[-1])
+    sr_s = [np.asarray(o) for o in nets.sr.apply({"params": p["snet"]}, lr)]
+    cycled = apply(nets.down, p["dsnet"], sr_s[-1])
+    d = lambda name, x: apply(nets.disc, p[name], x)  # noqa: E731
+    expected = {
+        "tnet/rec": np.mean([np.mean((hr - o) ** 2) for o in sr_t]),
+        "tnet/adv": np.mean(softplus(-d("d_t", sr_t[-1]))),
+        "d_t/loss": np.mean(softplus(-d("d_t", hr))) + np.mean(softplus(d("d_t", sr_t[-1]))),
+        "snet/rec": np.mean([np.mean((pseudo - o) ** 2) for o in sr_s]),
+        "snet/adv": np.mean(softplus(-d("d_s", sr_s[-1]))),
+        "d_s/loss": np.mean(softplus(-d("d_s", hr))) + np.mean(softplus(d("d_s", sr_s[-1]))),
+        "cycle/lr": np.mean((lr - cycled) ** 2),
+        "dsnet/adv": np.mean(softplus(-d("d_ds", cycled))),
+        "d_ds/loss": np.mean(softplus(-d("d_ds", lr))) + np.mean(softplus(d("d_ds", cycled))),
+    }
+    _, metrics = jax.jit(step)(state, batch)
+    assert set(metrics) == set(expected)
+    for name, value in expected.items():
+        assert float(metrics[name]) == pytest.approx(value, rel=2e-4, abs=1e-7), name
+
+
+def changed(before, after):
+    return any(not np.array_equal(a, b) for a, b in
+               zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after)))
+
+
+@pytest.mark.parametrize("weights, moves, stays", [
+    # SNet's losses alone: TNet gets no gradient from them.
+    (dict(teacher_rec_weight=0.0, teacher_adv_weight=0.0), {"snet", "dsnet"}, {"tnet"}),
+    # DSNet's adversarial term alone: it reaches DSNet and not SNet.
+    (dict(student_rec_weight=0.0, student_adv_weight=0.0, cycle_weight=0.0), {"dsnet"}, {"snet"}),
+    # The cycle loss alone trains SNet and DSNet.
+    (dict(student_rec_weight=0.0, student_adv_weight=0.0, dsnet_adv_weight=0.0), {"snet", "dsnet"}, set()),
+])
+def test_gradients_flow_only_where_the_design_says(batch, weights, moves, stays):
+    config, nets, state, step = setup(STAGE2, **weights)
+    new, _ = jax.jit(step)(state, batch)
+    for name in moves:
+        assert changed(state.nets[name].params, new.nets[name].params), f"{name} should learn"
+    for name in stays:
+        assert not changed(state.nets[name].params, new.nets[name].params), f"{name} must get no gradient"
+    assert not changed(state.frozen, new.frozen), "DeNet is frozen in stage 2"
+
+
+def test_cycle_teacher_and_bicubic_pairs_steps_run(batch):
+    for teacher, expect in (("cycle", {"cycle/hr", "cycle/lr", "tnet/adv", "dsnet/adv"}),
+                            ("bicubic", {"tnet/rec", "snet/rec"})):
+        config, nets, state, step = setup(STAGE2, teacher=teacher, student=teacher != "cycle")
+        _, metrics = jax.jit(step)(state, batch)
+        assert expect <= set(metrics), teacher
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_four_devices_split_the_batch_and_give_the_one_device_gradients(batch, monkeypatch):
+    config, nets, state, step = setup(STAGE2)
+    calls = []
+    original = edges._canny_host
+    monkeypatch.setattr(edges, "_canny_host",
+                        lambda x, low, high: calls.append(np.shape(x)[0]) or original(x, low, high))
+
+    def deltas(devices):
+        mesh = data_mesh(devices)
+        repl = replicated(mesh)
+        with jax.set_mesh(mesh):
+            fn = jax.jit(step, out_shardings=(repl, repl))
+            placed = jax.device_put(state, repl)
+            new, _ = fn(placed, jax.device_put(batch, batch_sharding(mesh)))
+        return jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b),
+                                      jax.device_get(new.nets), jax.device_get(state.nets))
+
+    one = deltas(jax.devices()[:1])
+    assert calls and set(calls) == {8}, calls
+    calls.clear()
+    four = deltas(jax.devices()[:4])
+    assert calls and set(calls) == {2}, f"each of 4 devices must call back with 8/4 images: {calls}"
+    flat_one = jax.tree_util.tree_leaves_with_path(one)
+    flat_four = jax.tree_util.tree_leaves(four)
+    for (path, a), b in zip(flat_one, flat_four):
+        np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-6, err_msg=jax.tree_util.keystr(path))

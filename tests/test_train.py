@@ -1,0 +1,187 @@
+"""The training loop: exact resume, signals and kills, NaN stops, config checks, summaries."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import smoke
+from fsr_jax import checkpointing, config_checks, data, losses, observe, train
+from fsr_jax.steps import STAGE1, STAGE2
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ALL_NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def smoke_config(tfds_dir, s1=4, s2=4, **train_fields):
+    config = smoke.get_config()
+    config.data.tfds_dir = tfds_dir
+    config.stage1.max_steps, config.stage2.max_steps = s1, s2
+    config.train.update(dict(log_every=1, images_every=1000, checkpoint_every=2), **train_fields)
+    return config
+
+
+def final_params(workdir, stage):
+    params, step = checkpointing.restore_params(pathlib.Path(workdir) / stage / "checkpoints", ALL_NETS[stage])
+    return params, step
+
+
+@pytest.fixture
+def recorded_batches(monkeypatch):
+    """The HR halves of every batch the loop feeds to its step, in order."""
+    seen = []
+    original = data.shard_batch
+
+    def spy(batch, mesh):
+        seen.append(np.array(batch["hr"]))
+        return original(batch, mesh)
+
+    monkeypatch.setattr(data, "shard_batch", spy)
+    return seen
+
+
+def test_a_stopped_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_path, tfds_dir, recorded_batches):
+    train.train_and_evaluate(smoke_config(tfds_dir), str(tmp_path / "straight"))
+    straight_batches = list(recorded_batches)
+    recorded_batches.clear()
+    resumed = str(tmp_path / "resumed")
+    first = smoke_config(tfds_dir, s1=2)
+    first.stages = (STAGE1,)
+    train.train_and_evaluate(first, resumed)                       # stage 1 stops at 2
+    train.train_and_evaluate(smoke_config(tfds_dir, s2=2), resumed)  # stage 1 2->4, stage 2 0->2
+    train.train_and_evaluate(smoke_config(tfds_dir), resumed)        # stage 2 2->4
+    assert len(recorded_batches) == len(straight_batches) == 8
+    for a, b in zip(recorded_batches, straight_batches):
+        np.testing.assert_array_equal(a, b)
+    for stage in (STAGE1, STAGE2):
+        (p_straight, s_straight), (p_resumed, s_resumed) = (final_params(w, stage) for w in (tmp_path / "straight", resumed))
+        assert s_straight == s_resumed == 4
+        for name in ALL_NETS[stage]:
+            for a, b in zip(jax.tree_util.tree_leaves(p_straight[name]), jax.tree_util.tree_leaves(p_resumed[name])):
+                np.testing.assert_array_equal(a, b, err_msg=f"{stage}/{name}")
+    lines = (tmp_path / "straight" / STAGE2 / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    assert {"tnet/rec", "snet/rec", "cycle/lr", "learning_rate", "images_per_second"} <= set(json.loads(lines[0]))
+
+
+def test_a_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_good_checkpoint(tmp_path, tfds_dir, monkeypatch):
+    config = smoke_config(tfds_dir, s1=2)
+    config.stages = (STAGE1,)
+    config.stage1.content_weight = 0.999   # its own compiled step, so the NaN below is traced in
+    train.train_and_evaluate(config, str(tmp_path))
+    monkeypatch.setattr(losses, "l1", lambda a, b: np.nan * (a.mean() - b.mean()))
+    config.stage1.update(max_steps=4, content_weight=0.998)
+    with pytest.raises(train.NonFiniteLossError, match=r"'denet/content' is nan at step 3"):
+        train.train_and_evaluate(config, str(tmp_path))
+    params, step = final_params(tmp_path, STAGE1)
+    assert step == 2
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(params))
+
+
+def test_summaries_fall_back_to_jsonl_and_png_without_clu(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "clu.metric_writers", None)   # import now raises ImportError
+    writer = observe.SummaryWriter(tmp_path)
+    assert writer.tensorboard is None
+    writer.scalars(5, {"tnet/rec": 0.25})
+    writer.images(5, {"stage/tnet": np.zeros((64, 128, 3), np.uint8)})
+    writer.close()
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 5, "tnet/rec": 0.25}
+    assert (tmp_path / "images" / "stage_tnet_00000005.png").is_file()
+
+
+def test_image_grids_show_lr_the_iterations_edges_and_targets(tmp_path, tfds_dir):
+    config = smoke_config(tfds_dir, s1=1, s2=1, images_every=1)
+    train.train_and_evaluate(config, str(tmp_path))
+    from PIL import Image
+
+    n, size = config.train.summary_images, config.data.hr_size
+    columns = {"degradation_denet": 4, "teacher_student_tnet": 7, "teacher_student_snet": 7}
+    for name, count in columns.items():
+        (path,) = (tmp_path / name.split("_")[0].replace("teacher", "teacher_student") / "images").glob(f"{name}_*.png")
+        assert Image.open(path).size == (count * size, n * size), name
+
+
+def _invalid(config_edit, workdir, devices=1):
+    config = smoke.get_config()
+    config_edit(config)
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.validate(config, workdir, devices)
+    return str(err.value)
+
+
+def test_invalid_values_are_refused_before_any_work(tmp_path):
+    def stage2_only(c):
+        c.stages = (STAGE2,)
+    assert "no stage-1 checkpoint in" in _invalid(stage2_only, tmp_path)
+    assert "stage1.batch_size=8 must be a positive multiple of the 3 devices" in _invalid(lambda c: None, tmp_path, 3)
+    assert "stage2.gan_loss must be one of" in _invalid(lambda c: setattr(c.stage2, "gan_loss", "wgan"), tmp_path)
+    assert "stage2.teacher must be one of" in _invalid(lambda c: setattr(c.stage2, "teacher", "oracle"), tmp_path)
+    assert "model: edges must be" in _invalid(lambda c: setattr(c.model.sr, "edges", ("dog",)), tmp_path)
+    assert "data.hr_dir and data.lr_dir go together" in _invalid(lambda c: setattr(c.data, "hr_dir", "x"), tmp_path)
+    assert "train.checkpoint_every must be positive" in _invalid(
+        lambda c: setattr(c.train, "checkpoint_every", 0), tmp_path)
+
+
+def main_command(workdir, *overrides, tfds_dir):
+    return [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
+            "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}", *overrides]
+
+
+def run_main(workdir, *overrides, tfds_dir, timeout=300):
+    return subprocess.run(main_command(workdir, *overrides, tfds_dir=tfds_dir), capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.stage1.batchsize=3", "batchsize"),
+    ("--config.stage1.batch_size=many", "batch_size"),
+])
+def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_dir, override, message):
+    result = run_main(tmp_path, override, tfds_dir=tfds_dir)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / STAGE1).exists()
+
+
+def _wait_for(predicate, process, timeout=240):
+    start = time.time()
+    while not predicate():
+        assert process.poll() is None, "the run ended early"
+        assert time.time() - start < timeout, "timed out"
+        time.sleep(0.2)
+
+
+def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, tfds_dir):
+    stage1_only = ("--config.stages=('degradation',)", "--config.stage1.max_steps=100000",
+                   "--config.train.checkpoint_every=3")
+    log = tmp_path / "log.txt"
+    ckpts = tmp_path / STAGE1 / "checkpoints"
+    with open(log, "w") as out:
+        first = subprocess.Popen(main_command(tmp_path, *stage1_only, tfds_dir=tfds_dir), stdout=out,
+                                 stderr=subprocess.STDOUT, cwd=REPO)
+        _wait_for(lambda: (ckpts / "6").is_dir(), first)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    last_complete = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    with open(log, "w") as out:
+        second = subprocess.Popen(main_command(tmp_path, *stage1_only, tfds_dir=tfds_dir), stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=REPO)
+        _wait_for(lambda: f"step {last_complete + 2}/" in log.read_text(), second)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=120) == 0
+    text = log.read_text()
+    assert f"resumed from checkpoint {last_complete}" in text
+    stopped_at = int(text.split("signal 15: checkpoint ")[1].split()[0])
+    assert stopped_at >= last_complete + 2
+    assert checkpointing.restore_params(ckpts, ("denet",))[1] == stopped_at
