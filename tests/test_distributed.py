@@ -1,0 +1,54 @@
+"""Two processes x 2 devices through jax.distributed give the params of 1 process x 4 devices."""
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from fsr_jax import checkpointing
+from fsr_jax.steps import STAGE1, STAGE2
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(workdir, tfds_dir, devices, *extra):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
+               "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}",
+               "--config.stage1.max_steps=2", "--config.stage2.max_steps=2",
+               "--config.train.images_every=1000", *extra]
+    return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process):
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-3000:]
+    return out
+
+
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
+    tfds_dir = tmp_path / "tfds"
+    finish(launch(tmp_path / "one", tfds_dir, 4))   # also prepares the synthetic set once
+    port = free_port()
+    processes = [launch(tmp_path / "two", tfds_dir, 2, f"--coordinator_address=127.0.0.1:{port}",
+                        "--num_processes=2", f"--process_id={i}") for i in range(2)]
+    logs = [finish(p) for p in processes]
+    assert "JAX process 1 of 2, 2 local / 4 global devices" in logs[1]
+    for stage in (STAGE1, STAGE2):
+        one, _ = checkpointing.restore_params(tmp_path / "one" / stage / "checkpoints", NETS[stage])
+        two, _ = checkpointing.restore_params(tmp_path / "two" / stage / "checkpoints", NETS[stage])
+        for name in NETS[stage]:
+            for a, b in zip(jax.tree_util.tree_leaves(one[name]), jax.tree_util.tree_leaves(two[name])):
+                np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=f"{stage}/{name}")
