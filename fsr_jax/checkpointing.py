@@ -66,6 +66,29 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
     return restored[STATE], restored[DATA], step
 
 
+def _state_path(directory: pathlib.Path, step: int | None) -> tuple[pathlib.Path, int]:
+    """(the state folder of checkpoint `step` (default: the newest) in `directory`, its step)."""
+    step = latest_step(directory) if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    path = directory / str(step) / STATE
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint {step} in {directory} (there is no folder {path})")
+    return path, step
+
+
+def saved_networks(directory: str | pathlib.Path, step: int | None = None) -> tuple[tuple[str, ...], int]:
+    """(names of the networks whose parameters checkpoint `step` (default: the newest) of a
+    stage's checkpoint folder holds, trained and frozen, sorted; its step). Reads metadata only."""
+    directory = pathlib.Path(directory).expanduser().resolve()
+    path, step = _state_path(directory, step)
+    try:
+        tree = ocp.PyTreeCheckpointHandler().metadata(path).tree
+    except Exception as err:  # orbax raises many kinds; the user needs the folder
+        raise CheckpointError(f"cannot read checkpoint {step} in {directory}: {err}") from err
+    return tuple(sorted({*tree.get("frozen", {}), *tree.get("nets", {})})), step
+
+
 def restore_params(directory: str | pathlib.Path, names: tuple[str, ...], step: int | None = None) -> tuple[dict, int]:
     """Only the parameters of networks `names` from a stage's checkpoint folder, as numpy
     arrays on the host, whatever devices wrote them (no optimizer states needed).
@@ -73,10 +96,7 @@ def restore_params(directory: str | pathlib.Path, names: tuple[str, ...], step: 
     Returns ({name: params}, step).
     """
     directory = pathlib.Path(directory).expanduser().resolve()
-    step = latest_step(directory) if step is None else step
-    if step is None:
-        raise CheckpointError(f"no checkpoint in {directory}")
-    path = directory / str(step) / STATE
+    path, step = _state_path(directory, step)
     try:
         handler = ocp.PyTreeCheckpointHandler()
         as_numpy = jax.tree_util.tree_map(

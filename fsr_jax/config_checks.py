@@ -10,6 +10,7 @@ import pathlib
 import ml_collections
 
 from fsr_jax import checkpointing, losses, models
+from fsr_jax.inference import SR_NETS
 from fsr_jax.steps import STAGE1, STAGE2
 
 MODES = ("train", "eval")
@@ -86,3 +87,21 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
               "(the synthetic default)")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def validate_eval(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError listing every bad value in the `eval` section."""
+    ev = config.eval
+    problems = []
+    for key in ("step", "max_images", "fid_reference_images", "grid_faces"):
+        if ev[key] < 0:
+            problems.append(f"eval.{key} must be >= 0, got {ev[key]}")
+    if ev.batch_size <= 0:
+        problems.append(f"eval.batch_size must be positive, got {ev.batch_size}")
+    if ev.max_images == 1 or ev.fid_reference_images == 1:
+        problems.append("eval.max_images and eval.fid_reference_images must not be 1: FID needs "
+                        "at least 2 faces (0: all)")
+    if any(n not in SR_NETS for n in ev.nets):
+        problems.append(f"eval.nets must name some of {SR_NETS}, got {tuple(ev.nets)!r}")
+    if problems:
+        raise ConfigError("invalid eval config:\n  - " + "\n  - ".join(problems))

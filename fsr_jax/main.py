@@ -1,7 +1,8 @@
 """Main job: `python -m fsr_jax.main --config configs/teacher_student.py --workdir W`.
 
 Trains the configured stages (resuming from the newest checkpoints) or, with
-`--config.mode=eval`, evaluates them. Multi-process: pass --coordinator_address,
+`--config.mode=eval`, evaluates them (W/eval/<step>/); `--test_set=NAME=FOLDER` (repeatable)
+adds test sets. Multi-process: pass --coordinator_address,
 --num_processes and --process_id (or --distributed where JAX finds them itself, as on Cloud
 TPU and SLURM).
 """
@@ -13,14 +14,30 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fsr_jax.data.config import parse_test_sets
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, summaries, evaluations.")
+_TEST_SETS = flags.DEFINE_multi_string(
+    "test_set", [], "NAME=FOLDER (a folder with LR/ and optionally HR/), repeated: test sets added "
+    "to config.data.test_sets, which the locked config cannot take from --config flags.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() with auto-detected settings.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _valid_test_sets(specs: list[str]) -> bool:
+    try:
+        parse_test_sets(specs)
+    except ValueError as err:
+        raise flags.ValidationError(str(err)) from None
+    return True
+
+
+flags.register_validator("test_set", _valid_test_sets)
 
 
 def initialize_distributed() -> None:
@@ -47,16 +64,19 @@ def main(argv: list[str]) -> None:
     logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)
-    from fsr_jax import config_checks, train  # noqa: PLC0415 (after distributed init)
+    from fsr_jax import checkpointing, config_checks, data, metrics, train  # noqa: PLC0415 (after distributed init)
+    from fsr_jax.data.images import DataError  # noqa: PLC0415
 
     config = _CONFIG.value
     try:
+        data.add_test_sets(config.data, _TEST_SETS.value)
         if config.mode == "eval":
             from fsr_jax import evaluate  # noqa: PLC0415
             evaluate.evaluate(config, _WORKDIR.value)
         else:
             train.train_and_evaluate(config, _WORKDIR.value)
-    except (config_checks.ConfigError, train.NonFiniteLossError) as err:
+    except (config_checks.ConfigError, train.NonFiniteLossError, checkpointing.CheckpointError,
+            metrics.MissingWeightsError, DataError) as err:
         logging.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -60,3 +60,39 @@ def faces_cfg(tmp_path_factory, faces_dir):
     cfg.progress = False
     data.prepare_all(cfg)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, faces_cfg):
+    """A workdir trained by configs/smoke.py on the shared faces for 2 + 2 steps: W/degradation
+    and W/teacher_student with one checkpoint (step 2) and config.json each."""
+    from configs import smoke
+    from fsr_jax import train
+
+    config = smoke.get_config()
+    config.data = faces_cfg.copy_and_resolve_references()
+    config.stage1.max_steps, config.stage2.max_steps = 2, 2
+    config.train.update(images_every=1000, checkpoint_every=1000)
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    train.train_and_evaluate(config, str(workdir))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def smoke_tfds_dir(tmp_path_factory):
+    """A tfds_dir holding the smoke config's synthetic faces, prepared once per session."""
+    from configs import smoke
+    from fsr_jax import data
+
+    cfg = smoke.get_config().data
+    cfg.tfds_dir = str(tmp_path_factory.mktemp("smoke_tfds"))
+    cfg.progress = False
+    data.prepare_all(cfg)
+    return cfg.tfds_dir
+
+
+@pytest.fixture
+def subprocess_env():
+    """Environment for `python -m fsr_jax.main` subprocesses: CPU, this session's JAX cache."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu",
+            "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache")}

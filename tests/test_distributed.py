@@ -1,5 +1,4 @@
 """Two processes x 2 devices through jax.distributed give the params of 1 process x 4 devices."""
-import os
 import pathlib
 import socket
 import subprocess
@@ -21,9 +20,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(workdir, tfds_dir, devices, *extra):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_PLATFORMS": "cpu"}
+def launch(workdir, tfds_dir, env, devices, *extra):
+    env = {**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     command = [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
                "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}",
                "--config.stage1.max_steps=2", "--config.stage2.max_steps=2",
@@ -38,11 +36,11 @@ def finish(process):
     return out
 
 
-def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
-    tfds_dir = tmp_path / "tfds"
-    finish(launch(tmp_path / "one", tfds_dir, 4))   # also prepares the synthetic set once
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, smoke_tfds_dir, subprocess_env):
+    tfds_dir, env = smoke_tfds_dir, subprocess_env
+    finish(launch(tmp_path / "one", tfds_dir, env, 4))
     port = free_port()
-    processes = [launch(tmp_path / "two", tfds_dir, 2, f"--coordinator_address=127.0.0.1:{port}",
+    processes = [launch(tmp_path / "two", tfds_dir, env, 2, f"--coordinator_address=127.0.0.1:{port}",
                         "--num_processes=2", f"--process_id={i}") for i in range(2)]
     logs = [finish(p) for p in processes]
     assert "JAX process 1 of 2, 2 local / 4 global devices" in logs[1]

@@ -1,6 +1,5 @@
 """The training loop: exact resume, signals and kills, NaN stops, config checks, summaries."""
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -19,9 +18,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 ALL_NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
 
 
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
+@pytest.fixture
+def tfds_dir(smoke_tfds_dir):
+    return smoke_tfds_dir
 
 
 def smoke_config(tfds_dir, s1=4, s2=4, **train_fields):
@@ -138,17 +137,18 @@ def main_command(workdir, *overrides, tfds_dir):
             "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}", *overrides]
 
 
-def run_main(workdir, *overrides, tfds_dir, timeout=300):
+def run_main(workdir, *overrides, tfds_dir, env, timeout=300):
     return subprocess.run(main_command(workdir, *overrides, tfds_dir=tfds_dir), capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+                          text=True, timeout=timeout, cwd=REPO, env=env)
 
 
 @pytest.mark.parametrize("override, message", [
     ("--config.stage1.batchsize=3", "batchsize"),
     ("--config.stage1.batch_size=many", "batch_size"),
 ])
-def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_dir, override, message):
-    result = run_main(tmp_path, override, tfds_dir=tfds_dir)
+def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_dir, subprocess_env,
+                                                                 override, message):
+    result = run_main(tmp_path, override, tfds_dir=tfds_dir, env=subprocess_env)
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / STAGE1).exists()
@@ -162,21 +162,21 @@ def _wait_for(predicate, process, timeout=240):
         time.sleep(0.2)
 
 
-def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, tfds_dir):
+def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, tfds_dir, subprocess_env):
     stage1_only = ("--config.stages=('degradation',)", "--config.stage1.max_steps=100000",
                    "--config.train.checkpoint_every=3")
     log = tmp_path / "log.txt"
     ckpts = tmp_path / STAGE1 / "checkpoints"
     with open(log, "w") as out:
         first = subprocess.Popen(main_command(tmp_path, *stage1_only, tfds_dir=tfds_dir), stdout=out,
-                                 stderr=subprocess.STDOUT, cwd=REPO)
+                                 stderr=subprocess.STDOUT, cwd=REPO, env=subprocess_env)
         _wait_for(lambda: (ckpts / "6").is_dir(), first)
         first.send_signal(signal.SIGKILL)
         first.wait()
     last_complete = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
     with open(log, "w") as out:
         second = subprocess.Popen(main_command(tmp_path, *stage1_only, tfds_dir=tfds_dir), stdout=out,
-                                  stderr=subprocess.STDOUT, cwd=REPO)
+                                  stderr=subprocess.STDOUT, cwd=REPO, env=subprocess_env)
         _wait_for(lambda: f"step {last_complete + 2}/" in log.read_text(), second)
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=120) == 0

@@ -1,7 +1,8 @@
 """Face data: TFDS datasets of the user's folders or the synthetic default, and the pipeline.
 
-Public API (TFDS is imported on first use of the dataset functions, not by this package):
+Public API (grain and TFDS are imported on first use of these functions, not by this package):
 - `default_config()`: the `data` ConfigDict.
+- `add_test_sets(data_cfg, ['NAME=FOLDER', ...])`: test sets from the command line.
 - `make_train_iterator(data_cfg, *, global_batch_size, seed, process_index=None,
   process_count=None)`: resumable iterator of {'hr': float32 (L, 64, 64, 3), 'lr': float32
   (L, 16, 16, 3)} in [0, 1], with `steps_per_epoch`, `get_state()`, `set_state()`.
@@ -10,17 +11,20 @@ Public API (TFDS is imported on first use of the dataset functions, not by this 
 - `test_set_names(data_cfg)`: the test sets to evaluate.
 - `prepare_all(data_cfg)`: prepare every dataset of the config ahead of time.
 """
-from fsr_jax.data.config import default_config
-from fsr_jax.data.pipeline import TrainIterator, make_train_iterator, shard_batch
+import importlib
 
-_LAZY = ("load_test_set", "test_set_names", "prepare_all", "uses_synthetic")
+from fsr_jax.data.config import add_test_sets, default_config
 
-__all__ = ["default_config", "make_train_iterator", "shard_batch", "TrainIterator", *_LAZY]
+# Imported on first use, so that `default_config` (and the model-only code paths: benchmarks,
+# inference on accelerator hosts) need neither TFDS nor grain.
+_LAZY = {"make_train_iterator": "pipeline", "shard_batch": "pipeline", "TrainIterator": "pipeline",
+         "load_test_set": "datasets", "test_set_names": "datasets", "prepare_all": "datasets",
+         "uses_synthetic": "datasets"}
+
+__all__ = ["add_test_sets", "default_config", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from fsr_jax.data import datasets
-
-        return getattr(datasets, name)
+        return getattr(importlib.import_module(f"fsr_jax.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Where prepared (array_record) copies of the folders are written on first use and reused.
     c.tfds_dir = default_tfds_dir()
     # Test sets for evaluation: name -> folder holding LR/ and optionally HR/ (same file names);
-    # empty on the synthetic default means the synthetic test sets.
+    # empty on the synthetic default means the synthetic test sets. From the command line
+    # (where this locked dict takes no new keys): --test_set=NAME=FOLDER, repeated.
     c.test_sets = ml_collections.ConfigDict()
     # 'error' stops before training listing every undecodable file; 'skip' drops and counts them.
     c.on_bad_image = "error"
@@ -66,3 +67,28 @@ def default_config() -> ml_collections.ConfigDict:
     # Show progress bars while checking folders and preparing datasets.
     c.progress = True
     return c
+
+
+def parse_test_sets(specs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{name: folder} of command-line test sets given as 'NAME=FOLDER' strings.
+
+    Raises:
+      ValueError: naming the spec, when it has no '=', an empty name or folder, or a name
+        given twice.
+    """
+    parsed = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not name or not folder:
+            raise ValueError(f"test set {spec!r}: expected NAME=FOLDER, e.g. widerface=data/test/widerface")
+        if name in parsed:
+            raise ValueError(f"test set {name!r} is given twice")
+        parsed[name] = folder
+    return parsed
+
+
+def add_test_sets(data_cfg: ml_collections.ConfigDict, specs: list[str] | tuple[str, ...]) -> None:
+    """Adds the 'NAME=FOLDER' test sets of `specs` to `data_cfg.test_sets` (even when locked)."""
+    with data_cfg.unlocked():
+        data_cfg.test_sets.update(parse_test_sets(specs))

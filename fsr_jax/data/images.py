@@ -14,6 +14,7 @@ import dataclasses
 import io
 import os
 import pathlib
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -126,13 +127,21 @@ def resize_bicubic(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BICUBIC))
 
 
-def check_image(path: os.PathLike | str, size: int) -> CheckedImage:
-    """Decodes one image file and normalises it to uint8 (size, size, 3) RGB.
+class DecodedImage(NamedTuple):
+    """A decoded file: uint8 (H, W, 3) RGB `pixels` in [0, 255], the `changes` made (as in
+    `CheckedImage.changes`), the file's `format` (e.g. 'PNG') and its bytes (`data`)."""
+
+    pixels: np.ndarray
+    changes: list[str]
+    format: str | None
+    data: bytes
+
+
+def read_image(path: os.PathLike | str) -> DecodedImage:
+    """Decodes one image file at its own size into uint8 (H, W, 3) RGB in [0, 255].
 
     Grayscale, palette, CMYK and other 8-bit modes are converted with PIL; alpha is composited
-    onto black; 16-bit samples v become round(v / 257); JPEG EXIF orientation is applied; any
-    other size is resized to size x size with PIL bicubic (aspect ratio not kept). Each of
-    these is listed in `changes`.
+    onto black; 16-bit samples v become round(v / 257); JPEG EXIF orientation is applied.
 
     Raises:
       BadImageError: naming the file, when it is empty, truncated, or not an image at all.
@@ -164,6 +173,19 @@ def check_image(path: os.PathLike | str, size: int) -> CheckedImage:
         if isinstance(e, BadImageError):
             raise
         raise BadImageError(path, f"{type(e).__name__}: {e}") from None
+    return DecodedImage(pixels, changes, image_format, data)
+
+
+def check_image(path: os.PathLike | str, size: int) -> CheckedImage:
+    """Decodes one image file (`read_image`) and normalises it to uint8 (size, size, 3) RGB.
+
+    Any other size is resized to size x size with PIL bicubic (aspect ratio not kept); this,
+    like every conversion `read_image` makes, is listed in `changes`.
+
+    Raises:
+      BadImageError: naming the file, when it is empty, truncated, or not an image at all.
+    """
+    pixels, changes, image_format, data = read_image(path)
     height, width = pixels.shape[:2]
     resized = (height, width) != (size, size)
     if resized:

@@ -1,0 +1,172 @@
+"""Evaluation of a trained run, as the paper's Tables 1 and 2.
+
+`evaluate(config, workdir)` restores the SR networks of a checkpoint of W/teacher_student
+(parameters only), runs TNet, SNet and the PIL-bicubic baseline on every configured test set,
+and writes W/eval/<step>/: metrics.json, table.md, images/<set>/<method>/<name>.png and
+grids/<set>_<k>.png (LR | bicubic | TNet | SNet | HR). SR outputs are rounded to 8 bits
+before scoring, so the numbers are those of the saved PNGs. Paired sets get FID against their
+HR, LPIPS, PSNR and SSIM; real-LR sets FID against the HR training set and NIQE.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+from PIL import Image
+
+from fsr_jax import config_checks, data, inference, metrics, models, observe, tables
+from fsr_jax.metrics import perceptual
+
+
+def eval_dir(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
+    """W/eval/<step>: where the evaluation of checkpoint `step` is written."""
+    return pathlib.Path(workdir).expanduser() / "eval" / str(step)
+
+
+def trained_model_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+    """The `model` section the run was trained with (its config.json): the checkpoint's shapes.
+    A differing `config.model` is reported and ignored."""
+    trained = inference.run_config(workdir).model
+    if json.loads(config.model.to_json()) != trained.to_dict():
+        logging.warning("config.model differs from the run's %s; evaluating with the run's",
+                        inference.stage_dir(workdir) / "config.json")
+    return trained
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return np.asarray(images, np.float32) / 255.0
+
+
+def pair_scores(sr: np.ndarray, hr: np.ndarray, batch_size: int) -> dict[str, float]:
+    """Mean PSNR, SSIM (RGB, range 255) and LPIPS of uint8 (N, H, W, 3) SR faces against HR."""
+    params = perceptual.lpips_params()
+
+    def score(pairs):
+        x, y = to_float(pairs[:, 0]), to_float(pairs[:, 1])
+        return np.stack([metrics.psnr(x, y), metrics.ssim(x, y), metrics.lpips(x, y, params)], axis=1)
+
+    means = inference.map_batches(score, np.stack([sr, hr], axis=1), batch_size).mean(axis=0)
+    return {"psnr": float(means[0]), "ssim": float(means[1]), "lpips": float(means[2])}
+
+
+def mean_niqe(images: np.ndarray, block_size: int = metrics.NIQE_BLOCK_SIZE) -> float:
+    """Mean NIQE of uint8 (N, H, W, 3) faces at `block_size`."""
+    return float(np.mean([metrics.niqe(to_float(image), block_size) for image in images]))
+
+
+def features(images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Inception pool3 features (N, 2048) of uint8 (N, H, W, 3) faces."""
+    return metrics.inception_features(to_float(images), batch_size=batch_size)
+
+
+def hr_training_features(data_cfg: ml_collections.ConfigDict, limit: int, batch_size: int) -> np.ndarray:
+    """Features of the HR training faces (the first `limit` by name; 0: all): the FID reference
+    of real-LR sets (**Decision**, DESIGN.md)."""
+    from fsr_jax.data import datasets  # noqa: PLC0415 (TFDS only where data are read)
+
+    faces, _ = datasets.read_faces(datasets.train_builders(data_cfg)[0])
+    return features(faces[:limit or None], batch_size)
+
+
+def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, batch_size: int) -> dict:
+    """Scores of each method's uint8 SR faces on one test set.
+
+    Args:
+      outputs: {method: uint8 (N, H, W, 3)}.
+      hr: uint8 (N, H, W, 3) of a paired set, or None for a real-LR set.
+      reference: () -> (M, 2048) features FID compares a real-LR set with.
+      batch_size: faces per metric batch.
+
+    Returns:
+      {"kind": "paired" | "real", "n": N, "methods": {method: {"fid", "fid_n", "fid_n_ref",
+       and "lpips", "psnr", "ssim" (paired) or "niqe" (real)}}}.
+    """
+    methods = list(outputs)
+    stacked = np.concatenate([outputs[m] for m in methods] + ([hr] if hr is not None else []))
+    feats = np.split(features(stacked, batch_size), len(methods) + (hr is not None))
+    ref = feats[-1] if hr is not None else reference()
+    scores = {}
+    for method, feat in zip(methods, feats):
+        fid = metrics.fid(feat, ref)
+        extra = (pair_scores(outputs[method], hr, batch_size) if hr is not None
+                 else {"niqe": mean_niqe(outputs[method])})
+        scores[method] = {"fid": fid.value, "fid_n": fid.n, "fid_n_ref": fid.n_ref, **extra}
+    n = len(next(iter(outputs.values())))
+    return {"kind": "paired" if hr is not None else "real", "n": n, "methods": scores}
+
+
+def write_images(folder: pathlib.Path, outputs: dict[str, np.ndarray], names: list[str]) -> None:
+    """folder/<method>/<name stem>.png for every method's faces."""
+    for method, faces in outputs.items():
+        (folder / method).mkdir(parents=True, exist_ok=True)
+        for face, name in zip(faces, names):
+            Image.fromarray(face).save(folder / method / f"{pathlib.Path(name).stem}.png")
+
+
+def write_grids(folder: pathlib.Path, set_name: str, columns: list[np.ndarray], per_grid: int) -> None:
+    """folder/<set>_<k>.png: `per_grid` faces a row each, columns side by side (LR enlarged by
+    pixel repetition); columns are uint8 (N, h, w, 3) of any sizes dividing the largest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = max(c.shape[1] for c in columns)
+    for k, start in enumerate(range(0, len(columns[0]), per_grid)):
+        panels = [observe.to_panel(to_float(c[start:start + per_grid]), size) for c in columns]
+        Image.fromarray(observe.image_grid(panels)).save(folder / f"{set_name}_{k:03d}.png")
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Evaluate checkpoint `config.eval.step` (0: the newest) of W/teacher_student on the test
+    sets; write W/eval/<step>/ (see the module docstring) and return the metrics dict.
+
+    Raises:
+      ConfigError: bad eval settings or unknown test set names.
+      CheckpointError: naming the folder, for a missing or unreadable checkpoint.
+      MissingWeightsError: naming the install command, when metric weights are missing.
+    """
+    config_checks.validate_eval(config)
+    ev = config.eval
+    params, step = inference.load_sr_networks(workdir, tuple(ev.nets), ev.step or None)
+    model_cfg = trained_model_config(config, workdir)
+    model, scale = models.build_sr(model_cfg), model_cfg.sr.scale
+    names = tuple(ev.test_sets) or data.test_set_names(config.data)
+    unknown = sorted(set(names) - set(data.test_set_names(config.data)))
+    if not names or unknown:
+        raise config_checks.ConfigError(
+            f"eval.test_sets {list(names)}: {unknown or 'none'} unknown; data.test_sets has "
+            f"{list(data.test_set_names(config.data))} (add one with --test_set=NAME=FOLDER)")
+    out = eval_dir(workdir, step)
+    writer = jax.process_index() == 0
+    logging.info("evaluating %s (checkpoint %d: %s) on %s", workdir, step, ", ".join(params), ", ".join(names))
+    reference_cache = []
+
+    def reference():
+        if not reference_cache:
+            reference_cache.append(hr_training_features(config.data, ev.fid_reference_images, ev.batch_size))
+        return reference_cache[0]
+
+    sets = {}
+    for name in tqdm.tqdm(names, desc="test sets", unit=" sets"):
+        test = data.load_test_set(config.data, name, ev.max_images or None)
+        outputs = {"bicubic": inference.bicubic_upscale(test["lr"], scale)}
+        for net, net_params in params.items():
+            outputs[net] = inference.super_resolve(model, net_params, test["lr"], ev.batch_size, desc=f"{name} {net}")
+        sets[name] = score_set(outputs, test["hr"], reference, ev.batch_size)
+        if writer and ev.save_images:
+            write_images(out / "images" / name, outputs, test["names"])
+        if writer and ev.grid_faces:
+            columns = [test["lr"], *outputs.values()] + ([test["hr"]] if test["hr"] is not None else [])
+            write_grids(out / "grids", name, columns, ev.grid_faces)
+    results = {"workdir": str(workdir), "step": step, "nets": list(params),
+               "niqe_block_size": metrics.NIQE_BLOCK_SIZE, "eval": ev.to_dict(), "sets": sets}
+    table = tables.results_table(results, f"{workdir}, checkpoint {step}")
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(results, indent=2, default=list))
+        (out / "table.md").write_text(table)
+        logging.info("wrote %s and %s:\n%s", out / "metrics.json", out / "table.md", table)
+    return results

@@ -1,0 +1,156 @@
+"""Super-resolution with a trained run: its SR networks restored from W/teacher_student and
+applied to uint8 faces in fixed-size batches, the PIL-bicubic baseline, and reading face files.
+
+Imports and runs without TensorFlow or TFDS (accelerator hosts often have neither).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from fsr_jax import checkpointing, models
+from fsr_jax.data import images
+from fsr_jax.steps import STAGE2
+
+SR_NETS = ("tnet", "snet")
+
+
+def stage_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """W/teacher_student: the stage folder holding the SR networks' checkpoints."""
+    return pathlib.Path(workdir).expanduser() / STAGE2
+
+
+def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a run's stage 2 was trained with (W/teacher_student/config.json).
+
+    Tuples come back as lists (JSON has no tuples).
+
+    Raises:
+      CheckpointError: naming the file, when it is missing or not JSON.
+    """
+    path = stage_dir(workdir) / "config.json"
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except (OSError, ValueError) as err:
+        raise checkpointing.CheckpointError(
+            f"cannot read the run's config {path} (is {workdir} a trained workdir?): {err}") from err
+
+
+def load_sr_networks(workdir: str | pathlib.Path, names: tuple[str, ...] = SR_NETS,
+                     step: int | None = None) -> tuple[dict[str, dict], int]:
+    """({name: host params} of the SR networks among `names` that checkpoint `step` (default:
+    the newest) of W/teacher_student holds, in the order of `names`; the step). Networks a run
+    lacks (cycle_teacher: no SNet) are left out; no optimizer state is read.
+
+    Raises:
+      CheckpointError: naming the folder, when it has no such checkpoint, it is unreadable, or
+        it holds none of `names`.
+    """
+    folder = stage_dir(workdir) / "checkpoints"
+    saved, step = checkpointing.saved_networks(folder, step)
+    present = tuple(n for n in names if n in saved)
+    if not present:
+        raise checkpointing.CheckpointError(
+            f"checkpoint {step} in {folder} holds none of the networks {list(names)} (it has {list(saved)})")
+    return checkpointing.restore_params(folder, present, step)
+
+
+@functools.lru_cache(maxsize=8)
+def _sr_fn(model: models.FeedbackSR) -> Callable:
+    """Jitted (params, uint8 LR (B, s, s, 3)) -> uint8 SR (B, 4s, 4s, 3), last iteration."""
+
+    def apply(params, lr):
+        out = model.apply({"params": params}, lr.astype(jnp.float32) / 255.0)[-1]
+        return jnp.round(jnp.clip(out, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+    return jax.jit(apply)
+
+
+def map_batches(fn: Callable, array: np.ndarray, batch_size: int, desc: str | None = None) -> np.ndarray:
+    """fn over `array` (N, ...) in batches of exactly `batch_size` rows, so that a jitted fn
+    compiles once: the last batch is padded by repeating its last row, and the padding's
+    outputs are dropped. Returns the outputs concatenated on axis 0, as numpy.
+
+    `desc` names a progress bar (none when None).
+    """
+    if len(array) == 0:
+        raise ValueError("map_batches needs at least one row")
+    outputs = []
+    starts = range(0, len(array), batch_size)
+    for start in tqdm.tqdm(starts, desc=desc, unit=" batches", disable=desc is None, leave=False):
+        batch = array[start:start + batch_size]
+        count = len(batch)
+        if count < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - count, axis=0)])
+        outputs.append(np.asarray(fn(batch))[:count])
+    return np.concatenate(outputs)
+
+
+def super_resolve(model: models.FeedbackSR, params: dict, lr: np.ndarray, batch_size: int = 64,
+                  desc: str | None = None) -> np.ndarray:
+    """uint8 (N, s, s, 3) LR faces in [0, 255] -> uint8 (N, scale*s, scale*s, 3) SR faces: the
+    last iteration's output, clipped to [0, 1] and rounded to 8 bits (as saved PNGs are).
+
+    Batches hold min(batch_size, the power of two >= N) faces, so that few shapes compile.
+    """
+    fn = _sr_fn(model)
+    batch_size = min(batch_size, 1 << max(len(lr) - 1, 0).bit_length())
+    return map_batches(lambda batch: fn(params, batch), np.asarray(lr, np.uint8), batch_size, desc)
+
+
+def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    """The baseline: uint8 (N, s, s, 3) -> uint8 (N, scale*s, scale*s, 3) by PIL bicubic."""
+    return np.stack([images.resize_bicubic(face, scale * face.shape[0]) for face in lr])
+
+
+class FaceFiles(NamedTuple):
+    """Faces read from files: uint8 `faces` (N, size, size, 3), their `paths`, the `failed`
+    files as (path, reason), and the `resized` paths (another size, resized with PIL bicubic)."""
+
+    faces: np.ndarray
+    paths: list[pathlib.Path]
+    failed: list[tuple[pathlib.Path, str]]
+    resized: list[pathlib.Path]
+
+
+def read_face_files(paths: list[pathlib.Path], size: int, resize: bool = True) -> FaceFiles:
+    """Reads face crops of any size as uint8 (size, size, 3) RGB; a file that cannot be read,
+    or (with `resize` False) is not size x size, is listed in `failed` and the rest still read."""
+    faces, good, failed, resized = [], [], [], []
+    for path in paths:
+        try:
+            pixels = images.read_image(path).pixels
+        except (images.BadImageError, OSError) as err:
+            failed.append((path, str(err)))
+            continue
+        height, width = pixels.shape[:2]
+        if (height, width) != (size, size):
+            if not resize:
+                failed.append((path, f"{path}: is {width}x{height}; --no-resize needs {size}x{size}"))
+                continue
+            pixels = images.resize_bicubic(pixels, size)
+            resized.append(path)
+        faces.append(pixels)
+        good.append(path)
+    stacked = np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)
+    return FaceFiles(stacked, good, failed, resized)
+
+
+def image_paths(path: str | pathlib.Path) -> list[pathlib.Path]:
+    """[path] for a file, else the image files of a folder by name (`images.list_folder`).
+
+    Raises:
+      DataError: naming the path, when it does not exist or is a folder with no image file.
+    """
+    path = pathlib.Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    return list(images.list_folder(path).images)

@@ -1,0 +1,125 @@
+"""Evaluation of a smoke checkpoint on the shared faces, errors, and the Table 3 tool."""
+import json
+import math
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import smoke
+from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics
+from fsr_jax.steps import STAGE2
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EVAL = dict(max_images=4, fid_reference_images=8, batch_size=8)
+PAIRED = ("fid", "fid_n", "fid_n_ref", "lpips", "psnr", "ssim")
+REAL = ("fid", "fid_n", "fid_n_ref", "niqe")
+
+
+def eval_config(faces_cfg, **eval_fields):
+    config = smoke.get_config()
+    config.data = faces_cfg.copy_and_resolve_references()
+    config.mode = "eval"
+    config.eval.update(dict(EVAL, **eval_fields))
+    return config
+
+
+@pytest.fixture(scope="module")
+def evaluated(smoke_run, faces_cfg):
+    return evaluate.evaluate(eval_config(faces_cfg), str(smoke_run))
+
+
+def test_eval_writes_a_complete_table_for_the_shared_test_sets(evaluated, smoke_run, faces_dir):
+    out = smoke_run / "eval" / "2"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(evaluated))
+    assert written["step"] == 2 and written["nets"] == ["tnet", "snet"]
+    assert {k: s["kind"] for k, s in written["sets"].items()} == {"celeba": "paired", "widerface": "real"}
+    for name, keys in (("celeba", PAIRED), ("widerface", REAL)):
+        methods = written["sets"][name]["methods"]
+        assert list(methods) == ["bicubic", "tnet", "snet"]
+        for scores in methods.values():
+            assert sorted(scores) == sorted(keys)
+            assert all(math.isfinite(v) for v in scores.values())
+            assert scores["fid_n"] == 4
+        assert {m["fid_n_ref"] for m in methods.values()} == {4 if name == "celeba" else 8}
+    table = (out / "table.md").read_text()
+    for text in ("celeba FID↓", "celeba LPIPS↓", "celeba PSNR↑", "celeba SSIM↑", "widerface FID↓",
+                 "widerface NIQE↓ (block 32)", "| Bicubic |", "| TNet |", "| SNet (Ours) |", "(N=4, ref=8)"):
+        assert text in table
+    lr_names = sorted(p.name for p in (faces_dir / "test" / "widerface" / "LR").glob("*.png"))[:4]
+    assert sorted(p.name for p in (out / "images" / "widerface" / "snet").iterdir()) == lr_names
+    grid = np.asarray(Image.open(out / "grids" / "celeba_000.png"))
+    assert grid.shape == (4 * 64, 5 * 64, 3)  # LR | bicubic | TNet | SNet | HR
+
+
+def test_paired_scores_are_those_of_the_saved_pngs_and_bicubic_is_pil(evaluated, smoke_run, faces_dir):
+    names = sorted(p.name for p in (faces_dir / "test" / "celeba" / "HR").glob("*.png"))[:4]
+    hr = np.stack([np.asarray(Image.open(faces_dir / "test" / "celeba" / "HR" / n).convert("RGB")) for n in names])
+    lr = np.stack([np.asarray(Image.open(faces_dir / "test" / "celeba" / "LR" / n).convert("RGB")) for n in names])
+    folder = smoke_run / "eval" / "2" / "images" / "celeba"
+    for method in ("bicubic", "snet"):
+        saved = np.stack([np.asarray(Image.open(folder / method / n)) for n in names])
+        expected = float(np.mean(metrics.psnr(saved / 255.0, hr / 255.0)))
+        assert evaluated["sets"]["celeba"]["methods"][method]["psnr"] == pytest.approx(expected, abs=1e-4)
+    pil = np.stack([np.asarray(Image.fromarray(x).resize((64, 64), Image.BICUBIC)) for x in lr])
+    np.testing.assert_array_equal(np.stack([np.asarray(Image.open(folder / "bicubic" / n)) for n in names]), pil)
+
+
+def test_a_corrupt_checkpoint_is_reported_with_its_folder(tmp_path, smoke_run, faces_cfg):
+    shutil.copytree(smoke_run / STAGE2, tmp_path / STAGE2)
+    for f in (tmp_path / STAGE2 / "checkpoints" / "2" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.raises(checkpointing.CheckpointError, match=str(tmp_path / STAGE2 / "checkpoints")):
+        evaluate.evaluate(eval_config(faces_cfg), str(tmp_path))
+    with pytest.raises(config_checks.ConfigError, match="eval.max_images"):
+        evaluate.evaluate(eval_config(faces_cfg, max_images=1), str(smoke_run))
+
+
+def test_the_eval_command_ends_in_one_clear_line_without_a_checkpoint(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fsr_jax.main", "--config", "configs/smoke.py", "--workdir", str(tmp_path),
+         "--config.mode=eval", f"--test_set=celeba={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: no checkpoint in {tmp_path / STAGE2 / 'checkpoints'}"]
+    assert "Traceback" not in proc.stderr
+
+
+def cycle_teacher_run(smoke_run, workdir: pathlib.Path) -> pathlib.Path:
+    """A run as configs/cycle_teacher.py leaves it: stage 2 only, TNet but no SNet."""
+    params, _ = checkpointing.restore_params(smoke_run / STAGE2 / "checkpoints", ("tnet",))
+    mgr = checkpointing.manager(workdir / STAGE2 / "checkpoints")
+    checkpointing.save(mgr, 3, {"step": 3, "nets": {"tnet": {"params": params["tnet"]}}}, {})
+    config = json.loads((smoke_run / STAGE2 / "config.json").read_text())
+    config["stages"] = [STAGE2]
+    config["stage2"].update(teacher="cycle", student=False)
+    (workdir / STAGE2 / "config.json").write_text(json.dumps(config))
+    return workdir
+
+
+def test_the_table3_tool_writes_a_row_per_workdir_and_reuses_evaluations(tmp_path, smoke_run):
+    cycle = cycle_teacher_run(smoke_run, tmp_path / "cycle")
+    assert inference.load_sr_networks(cycle)[0].keys() == {"tnet"}  # no SNet: skipped
+    table_file = tmp_path / "table3.md"
+    args = [str(smoke_run), str(cycle), "--max_images=4", "--fid_reference_images=8", "--batch_size=8",
+            f"--output={table_file}"]
+    sys.path.insert(0, str(REPO / "tools"))
+    import ablation_table  # noqa: PLC0415
+
+    assert ablation_table.main(args) == 0
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table_file.read_text().splitlines()[2:] if line.startswith("|")]
+    assert rows == ["+Canny+DoG(Ours)", "Ours-cycle", "Ours-TNet", "Ours-SNet(Ours)"]
+    header = table_file.read_text().splitlines()[0]
+    assert "celeba SSIM↑" in header and "widerface NIQE↓ (block 32)" in header
+    saved = cycle / "eval" / "3" / "metrics.json"
+    assert json.loads(saved.read_text())["nets"] == ["tnet"]
+    before = saved.stat().st_mtime_ns
+    assert ablation_table.main(args) == 0
+    assert saved.stat().st_mtime_ns == before

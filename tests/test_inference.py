@@ -1,0 +1,98 @@
+"""The super-resolve tool: folders with a bad file, whole photos, paste-back, no TensorFlow."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fsr_jax import photos
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "super_resolve.py"
+# Runs the tool with TensorFlow and TFDS made unimportable.
+NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
+         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.fixture(scope="module")
+def super_resolve():
+    sys.path.insert(0, str(REPO / "tools"))
+    import super_resolve as tool  # noqa: PLC0415
+
+    return tool.main
+
+
+def test_a_folder_with_a_corrupt_file_is_processed_and_the_file_reported(tmp_path, smoke_run, load_faces):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    faces = load_faces("train/HIGH", 2)
+    Image.fromarray(faces[0]).save(inputs / "big.png")                                  # 64x64: resized
+    Image.fromarray(faces[1]).resize((16, 16), Image.BICUBIC).save(inputs / "small.jpg")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    proc = subprocess.run([sys.executable, "-c", NO_TF, str(TOOL), "--workdir", str(smoke_run),
+                           "--input", str(inputs), "--output", str(tmp_path / "out")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.png", "small.png"]
+    assert {Image.open(p).size for p in (tmp_path / "out").iterdir()} == {(64, 64)}
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(inputs / "broken.png") in errors[0]
+    assert "1 of 2 faces resized to 16x16" in proc.stdout
+
+
+def test_no_resize_refuses_faces_of_another_size(tmp_path, smoke_run, load_faces, super_resolve, capsys):
+    Image.fromarray(load_faces("train/HIGH", 1)[0]).save(tmp_path / "face.png")
+    assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / "face.png"),
+                          "--output", str(tmp_path / "out"), "--no-resize"]) == 1
+    assert "is 64x64; --no-resize needs 16x16" in capsys.readouterr().err
+    assert not list((tmp_path / "out").iterdir())
+
+
+def composite_photo(load_faces, sizes=(32, 36, 40, 44, 48)):
+    """A 160x320 smooth background with real HR faces of the given sizes: (photo, true boxes)."""
+    y, x = np.mgrid[0:160, 0:320]
+    background = np.stack([80 + x // 4, 120 + 0 * x, 90 + y // 3], axis=-1).astype(np.uint8)
+    photo = Image.fromarray(background)
+    boxes = []
+    for i, (face, size) in enumerate(zip(load_faces("train/HIGH", len(sizes)), sizes)):
+        left, top = 10 + 62 * i, 40 + 40 * (i % 2)
+        photo.paste(Image.fromarray(face).resize((size, size), Image.BICUBIC), (left, top))
+        boxes.append((left, top, size, size))
+    return np.asarray(photo), np.array(boxes, np.float64)
+
+
+def test_detect_finds_the_faces_of_a_photo_and_writes_one_crop_each(tmp_path, smoke_run, load_faces, super_resolve):
+    photo, truth = composite_photo(load_faces)
+    Image.fromarray(photo).save(tmp_path / "group.png")
+    assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / "group.png"),
+                          "--output", str(tmp_path / "out"), "--detect"]) == 0
+    found = np.array(json.loads((tmp_path / "out" / "boxes.json").read_text())["group.png"]["faces"])
+    centres = found[:, :2] + found[:, 2:] / 2
+    inside = [(t[0] <= cx <= t[0] + t[2]) and (t[1] <= cy <= t[1] + t[3]) for t in truth for cx, cy in centres]
+    hits = np.array(inside).reshape(len(truth), len(found)).any(axis=1)
+    assert hits.sum() >= len(truth) - 1
+    assert len(list((tmp_path / "out" / "group_faces").glob("face_*.png"))) == len(found)
+    assert Image.open(tmp_path / "out" / "group.png").size == (4 * 320, 4 * 160)
+
+
+def test_paste_back_changes_exactly_the_pixels_of_the_given_boxes():
+    photo = np.full((40, 60, 3), 100, np.uint8)
+    boxes = np.array([[5, 6, 12, 12], [30, 10, 20, 16]], np.float64)
+
+    def bright_faces(lr):
+        assert lr.shape == (2, 16, 16, 3)
+        return np.full((len(lr), 64, 64, 3), 250, np.uint8)
+
+    result = photos.super_resolve_photo(photo, bright_faces, 16, 4, boxes=boxes)
+    canvas = photos.upscale(photo, 4)
+    changed = np.any(result.image != canvas, axis=-1)
+    expected = np.zeros_like(changed)
+    for x, y, w, h in np.rint(4 * result.crops).astype(int):
+        expected[y:y + h, x:x + w] = True
+    np.testing.assert_array_equal(changed, expected)
+    np.testing.assert_allclose(result.crops[1], [30 - 3, 18 - 13, 26, 26])   # squared: 1.3 x 20
+    mask = photos.feather_mask(20, 30, 0.2)
+    assert mask.min() > 0 and mask.max() == 1 and mask[10, 15] == 1 and mask[0, 0] < mask[1, 1]
