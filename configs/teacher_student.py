@@ -66,4 +66,17 @@ def get_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,        # newest checkpoints kept
         summary_images=4,          # faces in each image grid
     ))
+
+    # Evaluation (--config.mode=eval): W/eval/<step>/ gets metrics.json, table.md (Tables 1-2),
+    # the SR faces and side-by-side grids. The networks are built from the run's config.json.
+    config.eval = ml_collections.ConfigDict(dict(
+        step=0,                    # checkpoint of W/teacher_student to evaluate (0: the newest)
+        nets=("tnet", "snet"),     # SR nets run beside the bicubic baseline; ones the run lacks are skipped
+        test_sets=(),              # names among the data's test sets to evaluate (empty: all)
+        max_images=0,              # faces per test set, first in file-name order (0: all)
+        fid_reference_images=0,    # HR training faces real-LR sets' FID is scored against (0: all)
+        batch_size=64,             # faces per SR / metric batch (the last batch is padded)
+        save_images=True,          # write every SR face as PNG under its test-set file name
+        grid_faces=8,              # faces per side-by-side grid PNG (LR | bicubic | TNet | SNet | HR)
+    ))
     return config

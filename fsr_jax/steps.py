@@ -173,10 +173,15 @@ def stage1_step(cfg: ml_collections.ConfigDict, nets: Nets, tx) -> Callable:
 
 
 def synthetic_lr(cfg, nets: Nets, frozen: dict[str, Any], hr: jax.Array) -> jax.Array:
-    """The LR half of the teacher's pairs: DeNet(HR), or bicubic(HR) for `teacher='bicubic'`."""
+    """The LR half of the teacher's pairs: DeNet(HR), or bicubic(HR) for `teacher='bicubic'`.
+
+    Decision: DeNet's output is clipped to [0, 1], the range of the real LR images TNet's
+    pseudo-HR is later made from (an undertrained DeNet strays far outside it).
+    """
     if cfg.stage2.teacher == "bicubic":
         return losses.bicubic_down(hr, cfg.model.sr.scale)
-    return jax.lax.stop_gradient(nets.down.apply({"params": frozen["denet"]}, hr))
+    lr = nets.down.apply({"params": frozen["denet"]}, hr)
+    return jnp.clip(jax.lax.stop_gradient(lr), 0.0, 1.0)
 
 
 def stage2_step(cfg: ml_collections.ConfigDict, nets: Nets, tx) -> Callable:

@@ -63,7 +63,7 @@ def test_stage2_terms_by_hand(batch):
     config, nets, state, step = setup(STAGE2)
     hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
     p = {k: v.params for k, v in state.nets.items()}
-    lr_syn = apply(nets.down, state.frozen["denet"], hr)
+    lr_syn = np.clip(apply(nets.down, state.frozen["denet"], hr), 0, 1)
     sr_t = [np.asarray(o) for o in nets.sr.apply({"params": p["tnet"]}, lr_syn)]
     pseudo = np.asarray(nets.sr.apply({"params": p["tnet"]}, lr)[-1])
     sr_s = [np.asarray(o) for o in nets.sr.apply({"params": p["snet"]}, lr)]

@@ -89,23 +89,32 @@ def _gather_taps(kernel: jax.Array, taps: np.ndarray) -> jax.Array:
     return grid * mask.reshape(mask.shape + (1,) * (grid.ndim - 4)).astype(kernel.dtype)
 
 
-class UpProjection(nn.Module):
-    """Transposed conv, kernel scale+4, stride scale, padding 2: (B, H, W, C) -> (B, sH, sW, F).
-
-    Param `kernel` (K, K, C, F) as lax.conv_transpose's (unflipped) and `bias` (F,).
-    """
+class _Projection(nn.Module):
+    """Params of a projection: `kernel` (K, K, C, F), K = scale + 4, and `bias` (F,)."""
 
     features: int
     scale: int = 4
     impl: str = "dense"
     dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def params_and_input(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, int]:
+        """(x, kernel, bias) cast to the computation dtype, and the kernel size K."""
         size = self.scale + 4
         kernel = self.param("kernel", kaiming_normal, (size, size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+        return x, kernel, bias, size
+
+
+class UpProjection(_Projection):
+    """Transposed conv, kernel scale+4, stride scale, padding 2: (B, H, W, C) -> (B, sH, sW, F).
+
+    `kernel` is lax.conv_transpose's (unflipped).
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x, kernel, bias, size = self.params_and_input(x)
         if self.impl == "transpose":
             pad = size - 1 - PROJECTION_PADDING
             y = jax.lax.conv_transpose(
@@ -122,23 +131,15 @@ class UpProjection(nn.Module):
         return depth_to_space(y, self.scale) + bias
 
 
-class DownProjection(nn.Module):
+class DownProjection(_Projection):
     """Strided conv, kernel scale+4, stride scale, padding 2: (B, sH, sW, C) -> (B, H, W, F).
 
-    Param `kernel` (K, K, C, F) and `bias` (F,), as flax's nn.Conv would hold them.
+    `kernel` as flax's nn.Conv would hold it.
     """
-
-    features: int
-    scale: int = 4
-    impl: str = "dense"
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        size = self.scale + 4
-        kernel = self.param("kernel", kaiming_normal, (size, size, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+        x, kernel, bias, _ = self.params_and_input(x)
         pad = PROJECTION_PADDING
         if self.impl == "transpose":
             y = jax.lax.conv_general_dilated(
