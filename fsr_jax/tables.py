@@ -41,7 +41,7 @@ def _kind_table(results: dict, kind: str) -> str | None:
     if not sets:
         return None
     header = ["Method"]
-    for name, s in sets.items():
+    for name in sets:
         header += _set_header(name, kind, results["niqe_block_size"])
     methods = [m for m in METHOD_NAMES if any(m in s["methods"] for s in sets.values())]
     rows = []
