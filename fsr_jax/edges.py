@@ -5,10 +5,8 @@ and stop gradients: the paper computes them with OpenCV, outside the autodiff gr
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import math
-import os
 
 import cv2
 import jax
@@ -27,34 +25,14 @@ def to_uint8(images: jax.Array) -> jax.Array:
     return jnp.round(255.0 * jnp.clip(images, 0.0, 1.0)).astype(jnp.uint8)
 
 
-#: Images per host thread: large batches are split over the host's cores (OpenCV releases
-#: the GIL), so the callback does not serialise a whole accelerator batch on one core.
-IMAGES_PER_THREAD = 64
-
-
-@functools.cache
-def _host_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-
-
-def _canny_images(flat: np.ndarray, out: np.ndarray, low: float, high: float) -> None:
-    """cv2.Canny of each uint8 RGB image of flat (N, H, W, 3) into out (N, H, W, 1) as {0, 1}."""
-    for i, image in enumerate(flat):
-        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        out[i, ..., 0] = cv2.Canny(grey, low, high, apertureSize=3, L2gradient=False) // 255
-
-
 def _canny_host(images: np.ndarray, low: float, high: float) -> np.ndarray:
     """Host side of `canny`: uint8 RGB (..., H, W, 3) -> uint8 {0, 1} (..., H, W, 1)."""
     images = np.asarray(images)
     flat = images.reshape((-1,) + images.shape[-3:])
     edges = np.empty(flat.shape[:-1] + (1,), np.uint8)
-    starts = range(0, len(flat), IMAGES_PER_THREAD)
-    if len(starts) == 1:
-        _canny_images(flat, edges, low, high)
-    else:
-        chunks = [slice(i, i + IMAGES_PER_THREAD) for i in starts]
-        list(_host_pool().map(lambda c: _canny_images(flat[c], edges[c], low, high), chunks))
+    for i, image in enumerate(flat):
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        edges[i, ..., 0] = cv2.Canny(grey, low, high, apertureSize=3, L2gradient=False) // 255
     return edges.reshape(images.shape[:-1] + (1,))
 
 

@@ -105,8 +105,3 @@ def test_edges_stop_gradients(faces):
         grad = jax.grad(lambda im: jnp.sum(op(im) * im[..., :1]))(x)
         assert np.all(np.asarray(grad)[..., 1:] == 0), op.__name__
 
-
-def test_large_batches_are_split_over_host_threads_and_stay_exact(faces):
-    many = np.concatenate([faces] * 20)                  # 160 images: 3 chunks of <= 64
-    assert len(many) > 2 * edges.IMAGES_PER_THREAD
-    np.testing.assert_array_equal(np.asarray(edges.canny(many)), opencv_canny(many))
