@@ -7,7 +7,8 @@ import sys
 import jax
 import numpy as np
 
-from fsr_jax import checkpointing
+from configs import smoke
+from fsr_jax import checkpointing, train
 from fsr_jax.steps import STAGE1, STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -38,7 +39,13 @@ def finish(process):
 
 def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, smoke_tfds_dir, subprocess_env):
     tfds_dir, env = smoke_tfds_dir, subprocess_env
-    finish(launch(tmp_path / "one", tfds_dir, env, 4))
+    # The reference runs in this process, on its 4 forced CPU devices (conftest).
+    assert jax.process_count() == 1 and jax.device_count() == 4
+    config = smoke.get_config()
+    config.data.tfds_dir = tfds_dir
+    config.stage1.max_steps = config.stage2.max_steps = 2
+    config.train.images_every = 1000
+    train.train_and_evaluate(config, str(tmp_path / "one"))
     port = free_port()
     processes = [launch(tmp_path / "two", tfds_dir, env, 2, f"--coordinator_address=127.0.0.1:{port}",
                         "--num_processes=2", f"--process_id={i}") for i in range(2)]
