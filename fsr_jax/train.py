@@ -206,25 +206,34 @@ class Stage:
                                     self.cfg.batch_size, step)
         train = self.config.train
         interval: dict[str, list[float]] = {}
+        unchecked: list[tuple[int, dict]] = []   # (step, device metrics) not fetched yet
         with StopRequested() as stop, jax.set_mesh(self.mesh):
             while step < self.total_steps:
                 batch = data.shard_batch(next(self.data), self.mesh)
                 state, metrics = self.step_fn(state, batch)
                 step += 1
-                host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                check_finite(host, step)
-                for k, v in host.items():
-                    interval.setdefault(k, []).append(v)
-                if step % train.log_every == 0 or step == self.total_steps:
+                unchecked.append((step, metrics))
+                log_now = step % train.log_every == 0 or step == self.total_steps
+                save_now = step % train.checkpoint_every == 0 or step == self.total_steps or stop
+                images_now = step % train.images_every == 0
+                if not (log_now or save_now or images_now):
+                    continue  # no host sync: the device runs ahead while the next batch loads
+                for done, values in zip([s for s, _ in unchecked], jax.device_get([m for _, m in unchecked])):
+                    host = {k: float(v) for k, v in values.items()}
+                    check_finite(host, done)
+                    for k, v in host.items():
+                        interval.setdefault(k, []).append(v)
+                unchecked.clear()
+                if log_now:
                     means = {k: float(np.mean(v)) for k, v in interval.items()}
                     interval.clear()
                     line, rate = progress.line(step, means)
                     logging.info(line)
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
                                           "images_per_second": rate})
-                if step % train.images_every == 0:
+                if images_now:
                     self.summaries(writer, state, batch, step)
-                if step % train.checkpoint_every == 0 or step == self.total_steps or stop:
+                if save_now:
                     self.save(state, step)
                 if stop:
                     logging.warning("[%s] signal %d: checkpoint %d written, stopping", self.name,
