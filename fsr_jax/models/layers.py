@@ -89,6 +89,12 @@ def _gather_taps(kernel: jax.Array, taps: np.ndarray) -> jax.Array:
     return grid * mask.reshape(mask.shape + (1,) * (grid.ndim - 4)).astype(kernel.dtype)
 
 
+def _conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Array:
+    """Cross-correlation of NHWC `x` with an HWIO `kernel`, symmetric zero padding `pad`."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 class _Projection(nn.Module):
     """Params of a projection: `kernel` (K, K, C, F), K = scale + 4, and `bias` (F,)."""
 
@@ -125,10 +131,7 @@ class UpProjection(_Projection):
         dense = _gather_taps(kernel, _taps(self.scale, transposed=True))  # (3, s, 3, s, C, F)
         dense = dense.transpose(0, 2, 4, 1, 3, 5)               # (3, 3, C, s, s, F)
         dense = dense.reshape(3, 3, x.shape[-1], self.scale * self.scale * self.features)
-        y = jax.lax.conv_general_dilated(
-            x, dense, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        return depth_to_space(y, self.scale) + bias
+        return depth_to_space(_conv_nhwc(x, dense, 1, 1), self.scale) + bias
 
 
 class DownProjection(_Projection):
@@ -140,18 +143,9 @@ class DownProjection(_Projection):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x, kernel, bias, _ = self.params_and_input(x)
-        pad = PROJECTION_PADDING
         if self.impl == "transpose":
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (self.scale, self.scale), ((pad, pad), (pad, pad)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
-            return y + bias
+            return _conv_nhwc(x, kernel, self.scale, PROJECTION_PADDING) + bias
         dense = _gather_taps(kernel, _taps(self.scale, transposed=False))  # (3, s, 3, s, C, F)
         dense = dense.transpose(0, 2, 1, 3, 4, 5)               # (3, 3, s, s, C, F)
         dense = dense.reshape(3, 3, self.scale * self.scale * x.shape[-1], self.features)
-        y = jax.lax.conv_general_dilated(
-            space_to_depth(x, self.scale), dense, (1, 1), ((1, 1), (1, 1)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        return y + bias
+        return _conv_nhwc(space_to_depth(x, self.scale), dense, 1, 1) + bias
