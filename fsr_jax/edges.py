@@ -1,7 +1,10 @@
-"""Edge priors of the SR nets: Canny (OpenCV on the host) and Difference of Gaussians (jnp).
+"""Edge priors of the SR nets: Canny and Difference of Gaussians.
 
 Both map RGB images (B, H, W, 3) float in [0, 1] to one-channel edge maps (B, H, W, 1) float32
-and stop gradients: the paper computes them with OpenCV, outside the autodiff graph.
+and stop gradients: the paper computes them with OpenCV, outside the autodiff graph. Canny has
+two implementations: `jax` (the default, on the device, integer arithmetic that reproduces
+`cv2.Canny` step by step) and `opencv` (`cv2.Canny` itself through a host callback, the
+reference). DoG is jnp, equal to OpenCV's Gaussian blurs to float rounding.
 """
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ from fsr_jax.mesh import DATA_AXIS
 
 #: ITU-R BT.601 luma weights, as OpenCV's RGB2GRAY uses them for float images.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
+#: OpenCV's fixed-point RGB2GRAY for uint8: (R*9798 + G*19235 + B*3735 + 2**14) >> 15.
+GREY_WEIGHTS_FIXED, GREY_SHIFT = (9798, 19235, 3735), 15
+#: OpenCV Canny's tan(22.5 deg) in Q15 fixed point, for its sector test.
+CANNY_SHIFT, TAN22_FIXED = 15, 13573
+CANNY_IMPLS = ("jax", "opencv")
 
 
 def to_uint8(images: jax.Array) -> jax.Array:
@@ -63,13 +71,27 @@ def _per_shard(fn, x: jax.Array) -> jax.Array:
     return jax.shard_map(fn, in_specs=spec, out_specs=spec)(x)
 
 
-def canny(images: jax.Array, low: float = 50.0, high: float = 150.0) -> jax.Array:
-    """Canny edges of RGB images, computed by OpenCV on the host.
+def canny(images: jax.Array, low: float = 50.0, high: float = 150.0, impl: str = "jax") -> jax.Array:
+    """Canny edges of RGB images: `cv2.Canny(cvtColor(uint8(round(255 * clip(x, 0, 1))),
+    RGB2GRAY), low, high, apertureSize=3, L2gradient=False)`.
 
-    `cv2.Canny(cvtColor(uint8(round(255 * clip(x, 0, 1))), RGB2GRAY), low, high,
-    apertureSize=3, L2gradient=False)`. Works eagerly and inside jit, vmap and shard_map (one
-    host call per shard). Args: images (B, H, W, 3) float in [0, 1]. Returns (B, H, W, 1)
-    float32 in {0, 1}, gradient stopped.
+    impl 'jax' computes it on the device (`canny_jax`); 'opencv' calls OpenCV on the host
+    (`canny_opencv`). Args: images (B, H, W, 3) float in [0, 1]. Returns (B, H, W, 1) float32
+    in {0, 1}, gradient stopped.
+    """
+    if impl == "jax":
+        return canny_jax(images, low, high)
+    if impl == "opencv":
+        return canny_opencv(images, low, high)
+    raise ValueError(f"Canny impl must be one of {CANNY_IMPLS}, got {impl!r}")
+
+
+def canny_opencv(images: jax.Array, low: float = 50.0, high: float = 150.0) -> jax.Array:
+    """`canny` by OpenCV on the host, through `jax.pure_callback`: the reference.
+
+    Works eagerly and inside jit, vmap and shard_map (one host call per shard; under a mesh
+    the batch is split so that each shard calls back on its own host). It stops the device
+    for every call and cannot run inside `lax.scan` loops of several training steps.
     """
     host = functools.partial(_canny_host, low=float(low), high=float(high))
 
@@ -80,6 +102,96 @@ def canny(images: jax.Array, low: float = 50.0, high: float = 150.0) -> jax.Arra
 
     edges = _per_shard(call, jax.lax.stop_gradient(images))
     return edges.astype(jnp.float32)
+
+
+def grey_uint8(images: jax.Array) -> jax.Array:
+    """OpenCV's RGB2GRAY of uint8 images, bit-exact: (..., 3) uint8 -> (...) int32 in 0..255."""
+    rgb = images.astype(jnp.int32)
+    weighted = sum(rgb[..., c] * w for c, w in enumerate(GREY_WEIGHTS_FIXED))
+    return (weighted + (1 << (GREY_SHIFT - 1))) >> GREY_SHIFT
+
+
+def _shifted(x: jax.Array, pad_mode: str):
+    """x (B, H, W) padded by one pixel -> view(dy, dx), the neighbour at offset (dy, dx)."""
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1)), mode=pad_mode)
+    height, width = x.shape[1:]
+    return lambda dy, dx: padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+
+
+def sobel(grey: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """3x3 Sobel derivatives with replicated borders, as Canny's: (B, H, W) int -> (dx, dy) int32."""
+    at = _shifted(grey.astype(jnp.int32), "edge")
+    dx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1))
+    dy = (at(1, -1) + 2 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2 * at(-1, 0) + at(-1, 1))
+    return dx, dy
+
+
+def canny_candidates(dx: jax.Array, dy: jax.Array, low: int, high: int) -> tuple[jax.Array, jax.Array]:
+    """OpenCV's non-maximum suppression and double threshold on the L1 magnitude.
+
+    A pixel with magnitude m = |dx| + |dy| > low survives if m beats its two neighbours across
+    the gradient direction (sector by OpenCV's Q15 tangent test; left/up neighbour strictly,
+    right/down non-strictly, both diagonals strictly); outside the image m is 0. Args: dx, dy
+    (B, H, W) int32. Returns boolean (strong, weak): survivors with m > high, and the rest.
+    """
+    magnitude = jnp.abs(dx) + jnp.abs(dy)
+    at = _shifted(magnitude, "constant")
+    x = jnp.abs(dx)
+    y = jnp.abs(dy) << CANNY_SHIFT
+    tan22 = x * TAN22_FIXED
+    tan67 = tan22 + (x << (CANNY_SHIFT + 1))
+    same_sign = (dx ^ dy) >= 0
+    horizontal = (magnitude > at(0, -1)) & (magnitude >= at(0, 1))
+    vertical = (magnitude > at(-1, 0)) & (magnitude >= at(1, 0))
+    diagonal = jnp.where(same_sign, (magnitude > at(-1, -1)) & (magnitude > at(1, 1)),
+                         (magnitude > at(-1, 1)) & (magnitude > at(1, -1)))
+    peak = jnp.where(y < tan22, horizontal, jnp.where(y > tan67, vertical, diagonal))
+    survivor = peak & (magnitude > low)
+    strong = survivor & (magnitude > high)
+    return strong, survivor & ~strong
+
+
+def hysteresis(strong: jax.Array, weak: jax.Array, steps_per_check: int = 4) -> jax.Array:
+    """Grow `strong` into 8-connected `weak` pixels until nothing changes (on the device).
+
+    Args: boolean (B, H, W). Returns boolean (B, H, W): every weak pixel connected to a strong
+    one through weak pixels, and the strong ones. `steps_per_check` growth steps run between
+    convergence checks (fewer loop round trips; extra steps after convergence change nothing).
+    """
+    def grow(edges):
+        at = _shifted(edges, "constant")
+        near = functools.reduce(jnp.logical_or, [at(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+        return edges | (weak & near)
+
+    def body(carry):
+        edges, _ = carry
+        grown = edges
+        for _ in range(steps_per_check):
+            grown = grow(grown)
+        return grown, jnp.any(grown != edges)
+
+    edges, _ = jax.lax.while_loop(lambda carry: carry[1], body, (strong, jnp.array(True)))
+    return edges
+
+
+def opencv_thresholds(low: float, high: float) -> tuple[int, int]:
+    """Canny's integer thresholds as OpenCV makes them for the L1 magnitude: swapped if
+    low > high, then floored."""
+    low, high = sorted((float(low), float(high)))
+    return math.floor(low), math.floor(high)
+
+
+def canny_jax(images: jax.Array, low: float = 50.0, high: float = 150.0) -> jax.Array:
+    """`canny` computed on the device in jnp, reproducing `cv2.Canny` as the project calls it.
+
+    uint8 quantisation, OpenCV's fixed-point grey, 3x3 Sobel with replicated borders, L1
+    magnitude, OpenCV's non-maximum suppression and thresholds, hysteresis to convergence.
+    No host callback: runs under jit, vmap, shard_map, grad (stopped) and `lax.scan`.
+    """
+    low_int, high_int = opencv_thresholds(low, high)
+    grey = grey_uint8(to_uint8(jax.lax.stop_gradient(images)))
+    strong, weak = canny_candidates(*sobel(grey), low_int, high_int)
+    return hysteresis(strong, weak)[..., None].astype(jnp.float32)
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:

@@ -290,3 +290,15 @@ def stage2_step(cfg: ml_collections.ConfigDict, nets: Nets, tx) -> Callable:
 def stage_step(stage: str, cfg, nets: Nets, tx) -> Callable:
     """The (unjitted) step function of `stage`."""
     return (stage1_step if stage == STAGE1 else stage2_step)(cfg, nets, tx)
+
+
+def scan_steps(step: Callable) -> Callable:
+    """Several steps in one call: (state, batches) -> (state, metrics), by `lax.scan`.
+
+    Every leaf of `batches` has a leading axis K (the K batches, in order; a batch's own axes
+    follow); every metric comes back with that leading axis, one value per step.
+    """
+    def run(state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(step, state, batches)
+
+    return run

@@ -104,6 +104,8 @@ class FeedbackSR(nn.Module):
     edges: Sequence[str] = ("canny", "dog")
     #: Canny hysteresis thresholds on 0..255 grey; Decision: OpenCV's usual 50/150 (paper: none).
     canny_thresholds: tuple[float, float] = (50.0, 150.0)
+    #: Canny implementation: 'jax' (on the device, equal to cv2.Canny) or 'opencv' (host callback).
+    canny_impl: str = "jax"
     #: DoG sigmas; Decision: 1.0 and 1.6, the usual ratio approximating the LoG.
     dog_sigmas: tuple[float, float] = (1.0, 1.6)
     #: Up/down projection form: 'dense' (conv + depth-to-space, fast) or 'transpose'; equal maths.
@@ -118,6 +120,8 @@ class FeedbackSR(nn.Module):
             )
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.canny_impl not in edge_ops.CANNY_IMPLS:
+            raise ValueError(f"canny_impl must be one of {edge_ops.CANNY_IMPLS}, got {self.canny_impl!r}")
         if self.projection not in PROJECTION_IMPLS:
             raise ValueError(f"projection must be one of {PROJECTION_IMPLS}, got {self.projection!r}")
         if self.scale not in (2, 3, 4):
@@ -127,7 +131,7 @@ class FeedbackSR(nn.Module):
     def edge_prior(self, kind: str | None, image: jax.Array) -> jax.Array:
         """Edge map (B, H, W, 1) float32 of an SR image, or zeros where `kind` is None."""
         if kind == "canny":
-            return edge_ops.canny(image, *self.canny_thresholds)
+            return edge_ops.canny(image, *self.canny_thresholds, impl=self.canny_impl)
         if kind == "dog":
             return edge_ops.dog(image, self.dog_sigmas)
         return jnp.zeros(image.shape[:-1] + (1,), jnp.float32)
