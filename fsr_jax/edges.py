@@ -163,14 +163,14 @@ def hysteresis(strong: jax.Array, weak: jax.Array, steps_per_check: int = 4) -> 
         near = functools.reduce(jnp.logical_or, [at(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
         return edges | (weak & near)
 
-    def body(carry):
-        edges, _ = carry
-        grown = edges
+    def grow_several(edges):
         for _ in range(steps_per_check):
-            grown = grow(grown)
-        return grown, jnp.any(grown != edges)
+            edges = grow(edges)
+        return edges
 
-    edges, _ = jax.lax.while_loop(lambda carry: carry[1], body, (strong, jnp.array(True)))
+    _, edges = jax.lax.while_loop(lambda pair: jnp.any(pair[0] != pair[1]),
+                                  lambda pair: (pair[1], grow_several(pair[1])),
+                                  (strong, grow_several(strong)))
     return edges
 
 

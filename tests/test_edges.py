@@ -1,4 +1,5 @@
-"""Canny and DoG against OpenCV, eagerly and under jit, vmap and a 4-device shard_map."""
+"""Canny (both implementations) and DoG against OpenCV, eagerly and under jit, vmap, a 4-device
+shard_map, grad and lax.scan."""
 import cv2
 import jax
 import jax.numpy as jnp
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from fsr_jax import edges
+from fsr_jax import edges, models
 from fsr_jax.mesh import DATA_AXIS, batch_sharding, data_mesh
 from helpers import read_faces
+
+SMALL_SR = dict(features=8, groups=2, steps=3)
 
 
 def opencv_canny(images: np.ndarray, low=50, high=150) -> np.ndarray:
@@ -51,33 +54,126 @@ def callback_batches(monkeypatch):
     return seen
 
 
-def test_canny_equals_opencv_eager_jit_and_vmap(faces):
+def agreement(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(share of equal pixels, share of identical maps) of two (B, H, W, 1) edge-map stacks."""
+    equal = ours == reference
+    return float(equal.mean()), float(equal.reshape(len(equal), -1).all(axis=1).mean())
+
+
+@pytest.fixture(scope="module")
+def agreement_sets(faces_dir):
+    """Image sets the device Canny must agree with cv2.Canny on, each (N, 64, 64, 3) in [0, 1]:
+    real HR faces, real LR faces bicubic-upsampled, an untrained FeedbackSR's first and last
+    outputs on those LR faces, uniform noise and blurred noise."""
+    hr = read_faces(faces_dir / "train" / "HIGH", 64)
+    lr = read_faces(faces_dir / "train" / "LOW", 64)
+    lr_up = np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_CUBIC) for im in lr])
+    net = models.FeedbackSR(**SMALL_SR)
+    params = net.init(jax.random.key(0), lr[:1])
+    sr = jax.jit(net.apply)(params, lr)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 1, (32, 64, 64, 3)).astype(np.float32)
+    blurred = np.stack([cv2.GaussianBlur(im, (0, 0), 1.5) for im in rng.uniform(0, 1, noise.shape).astype(np.float32)])
+    return {"hr": hr, "lr_bicubic": lr_up, "untrained_sr_1": np.asarray(sr[0]),
+            "untrained_sr_3": np.asarray(sr[-1]), "noise": noise, "blurred_noise": blurred}
+
+
+@pytest.mark.parametrize("thresholds", [(50, 150), (20, 60), (150, 50)])
+def test_device_canny_agrees_with_opencv(agreement_sets, thresholds):
+    """At least 99.9 % of pixels and 95 % of whole maps equal cv2.Canny's (measured: all)."""
+    canny = jax.jit(lambda x: edges.canny_jax(x, *thresholds))
+    for name, images in agreement_sets.items():
+        reference = opencv_canny(images, *thresholds)
+        pixels, maps = agreement(np.asarray(canny(images)), reference)
+        assert pixels >= 0.999 and maps >= 0.95, f"{name} {thresholds}: pixels {pixels}, maps {maps}"
+        assert 0.001 < reference.mean() < 0.5, f"{name}: the set should have edges to agree on"
+
+
+def test_device_canny_grey_is_opencvs_fixed_point():
+    """Every one of the 2**24 RGB triplets gets OpenCV's uint8 RGB2GRAY value."""
+    levels = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)
+    np.testing.assert_array_equal(np.asarray(jax.jit(edges.grey_uint8)(rgb)),
+                                  cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def test_device_canny_non_maximum_suppression_by_hand():
+    """A two-pixel-wide vertical ramp step: equal magnitudes side by side keep the left pixel
+    (OpenCV: m > left, m >= right), and only rows with enough magnitude survive."""
+    grey = np.zeros((1, 6, 8), np.int32)
+    grey[:, :, 4:] = 100                          # step between columns 3 and 4
+    dx, dy = edges.sobel(jnp.asarray(grey))
+    assert np.asarray(dx)[0, 2].tolist() == [0, 0, 0, 400, 400, 0, 0, 0]
+    strong, weak = edges.canny_candidates(dx, dy, 50, 150)
+    expected = np.zeros((1, 6, 8), bool)
+    expected[:, :, 3] = True
+    np.testing.assert_array_equal(np.asarray(strong), expected)
+    assert not np.asarray(weak).any()
+    image = np.repeat(grey[..., None], 3, -1).astype(np.uint8)[0]
+    np.testing.assert_array_equal(cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 50, 150) > 0, expected[0])
+
+
+def test_device_canny_hysteresis_follows_weak_chains_to_convergence():
+    """A long 8-connected chain of weak pixels joined to one strong pixel becomes edges all
+    along; an unconnected weak pixel does not."""
+    strong = np.zeros((1, 40, 40), bool)
+    weak = np.zeros_like(strong)
+    strong[0, 0, 0] = True
+    for i in range(1, 39):                        # a diagonal chain, 38 steps long
+        weak[0, i, i] = True
+    weak[0, 0, 30] = True                         # isolated
+    grown = np.asarray(edges.hysteresis(jnp.asarray(strong), jnp.asarray(weak)))
+    np.testing.assert_array_equal(grown, strong | (weak & (np.eye(40, dtype=bool)[None])))
+
+
+def test_device_canny_runs_under_jit_vmap_shard_map_and_scan_without_callbacks(faces, callback_batches):
     reference = opencv_canny(faces)
-    assert 0.05 < reference.mean() < 0.5, "faces should have a fair share of edge pixels"
     np.testing.assert_array_equal(np.asarray(edges.canny(faces)), reference)
-    np.testing.assert_array_equal(np.asarray(jax.jit(edges.canny)(faces)), reference)
     stacked = jax.vmap(edges.canny)(faces.reshape(2, 4, 64, 64, 3))
     np.testing.assert_array_equal(np.asarray(stacked).reshape(reference.shape), reference)
-
-
-def test_canny_thresholds_are_opencvs(faces):
-    np.testing.assert_array_equal(np.asarray(edges.canny(faces, 20, 60)), opencv_canny(faces, 20, 60))
-    assert not np.array_equal(opencv_canny(faces, 20, 60), opencv_canny(faces))
-
-
-def test_canny_under_shard_map_calls_back_per_shard(faces, callback_batches):
     mesh = data_mesh(jax.devices()[:4])
     sharded = jax.shard_map(edges.canny, mesh=mesh, in_specs=PartitionSpec(DATA_AXIS),
+                            out_specs=PartitionSpec(DATA_AXIS))
+    out = jax.jit(sharded)(jax.device_put(faces, batch_sharding(mesh)))
+    np.testing.assert_array_equal(np.asarray(out), reference)
+    scanned = jax.jit(lambda x: jax.lax.scan(lambda c, im: (c, edges.canny(im)), 0, x)[1])(
+        faces.reshape(2, 4, 64, 64, 3))
+    np.testing.assert_array_equal(np.asarray(scanned).reshape(reference.shape), reference)
+    assert callback_batches == [], "the device Canny must not call back to the host"
+
+
+def test_canny_impl_is_checked(faces):
+    with pytest.raises(ValueError, match="Canny impl must be one of"):
+        edges.canny(faces, impl="cv3")
+    with pytest.raises(ValueError, match="canny_impl must be one of"):
+        models.FeedbackSR(canny_impl="cuda")
+
+
+def test_opencv_canny_equals_opencv_eager_jit_and_vmap(faces):
+    reference = opencv_canny(faces)
+    assert 0.05 < reference.mean() < 0.5, "faces should have a fair share of edge pixels"
+    canny = edges.canny_opencv
+    np.testing.assert_array_equal(np.asarray(canny(faces)), reference)
+    np.testing.assert_array_equal(np.asarray(jax.jit(canny)(faces)), reference)
+    stacked = jax.vmap(canny)(faces.reshape(2, 4, 64, 64, 3))
+    np.testing.assert_array_equal(np.asarray(stacked).reshape(reference.shape), reference)
+    np.testing.assert_array_equal(np.asarray(canny(faces, 20, 60)), opencv_canny(faces, 20, 60))
+    assert not np.array_equal(opencv_canny(faces, 20, 60), reference)
+
+
+def test_opencv_canny_under_shard_map_calls_back_per_shard(faces, callback_batches):
+    mesh = data_mesh(jax.devices()[:4])
+    sharded = jax.shard_map(edges.canny_opencv, mesh=mesh, in_specs=PartitionSpec(DATA_AXIS),
                             out_specs=PartitionSpec(DATA_AXIS))
     out = jax.jit(sharded)(jax.device_put(faces, batch_sharding(mesh)))
     np.testing.assert_array_equal(np.asarray(out), opencv_canny(faces))
     assert callback_batches == [(2,)] * 4, f"each of 4 shards must see 2 of 8 images: {callback_batches}"
 
 
-def test_canny_under_a_mesh_splits_the_batch_itself(faces, callback_batches):
+def test_opencv_canny_under_a_mesh_splits_the_batch_itself(faces, callback_batches):
     mesh = data_mesh(jax.devices()[:4])
     with jax.set_mesh(mesh):
-        out = jax.jit(lambda x: edges.canny(x * 1.0))(jax.device_put(faces, batch_sharding(mesh)))
+        out = jax.jit(lambda x: edges.canny_opencv(x * 1.0))(jax.device_put(faces, batch_sharding(mesh)))
     np.testing.assert_array_equal(np.asarray(out), opencv_canny(faces))
     assert callback_batches == [(2,)] * 4, f"each of 4 shards must see 2 of 8 images: {callback_batches}"
 
@@ -101,7 +197,7 @@ def test_gaussian_kernel_is_opencvs(sigma):
 
 def test_edges_stop_gradients(faces):
     x = jnp.asarray(faces[:2])
-    for op in (edges.canny, edges.dog):
+    for op in (edges.canny_jax, edges.canny_opencv, edges.dog):
         grad = jax.grad(lambda im: jnp.sum(op(im) * im[..., :1]))(x)
         assert np.all(np.asarray(grad)[..., 1:] == 0), op.__name__
 

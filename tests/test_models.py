@@ -98,9 +98,9 @@ def edge_spy(monkeypatch):
     for name in ("canny", "dog"):
         original = getattr(edges, name)
 
-        def spy(image, *args, _name=name, _original=original):
+        def spy(image, *args, _name=name, _original=original, **kwargs):
             seen[_name] = np.asarray(image)
-            return _original(image, *args)
+            return _original(image, *args, **kwargs)
 
         monkeypatch.setattr(edges, name, spy)
     return seen
