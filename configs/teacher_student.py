@@ -61,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Loop, checkpoints and summaries.
     config.train = ml_collections.ConfigDict(dict(
         log_every=50,              # progress line and scalar summaries, in steps
+        # Training steps per jitted call (lax.scan over K batches staged on the device): fewer
+        # dispatches at small batches. Logs, image grids, checkpoints and signals are handled
+        # at call boundaries; K > 1 needs model.sr.canny_impl='jax'.
+        steps_per_call=1,
         images_every=1000,         # image grids (LR, the T iterations, edges, pseudo-HR, HR)
         checkpoint_every=1000,     # orbax checkpoint, in steps (and always at the end)
         keep_checkpoints=3,        # newest checkpoints kept

@@ -75,9 +75,13 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
         check(f"optimizer: learning_rate and halve_every_epochs must be positive and betas in "
               f"[0, 1), got {dict(opt)}")
     train = config.train
-    for key in ("log_every", "images_every", "checkpoint_every", "keep_checkpoints"):
+    for key in ("log_every", "images_every", "checkpoint_every", "keep_checkpoints", "steps_per_call"):
         if train[key] <= 0:
             check(f"train.{key} must be positive, got {train[key]}")
+    if train.steps_per_call > 1 and config.model.sr.canny_impl == "opencv":
+        check(f"train.steps_per_call={train.steps_per_call} needs model.sr.canny_impl='jax': the "
+              f"'opencv' Canny is a host callback, which cannot run inside a loop of several steps "
+              f"on the device (set train.steps_per_call=1, or canny_impl='jax')")
     data = config.data
     if data.hr_size != data.lr_size * config.model.sr.scale:
         check(f"data.hr_size ({data.hr_size}) must be data.lr_size ({data.lr_size}) x "

@@ -22,7 +22,7 @@ from absl import logging
 from fsr_jax import checkpointing, config_checks, data, losses, observe
 from fsr_jax.mesh import data_mesh, replicated
 from fsr_jax.steps import (STAGE1, STAGE2, Nets, TrainState, init_state, learning_rate_schedule,
-                           make_optimizer, stage_step, synthetic_lr)
+                           make_optimizer, scan_steps, stage_step, synthetic_lr)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,6 +64,18 @@ def check_finite(metrics: dict[str, float], step: int) -> None:
             raise NonFiniteLossError(
                 f"loss term {name!r} is {metrics[name]} at step {step}; stopping. The newest "
                 f"checkpoint holds the last good state")
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a call that took the step count from `before` to `after` passed a multiple of
+    `every`: logs, image grids and checkpoints happen at the first call boundary after one."""
+    return after // every > before // every
+
+
+def unstack_metrics(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """One call's metrics, each (K,), as K dicts of floats, one per step in order."""
+    count = len(next(iter(metrics.values())))
+    return [{k: float(v[i]) for k, v in metrics.items()} for i in range(count)]
 
 
 def frozen_networks(config: ml_collections.ConfigDict, workdir: str, stage: str) -> dict[str, Any]:
@@ -123,8 +135,12 @@ def step_config_key(config: ml_collections.ConfigDict) -> str:
 
 @functools.lru_cache(maxsize=4)
 def compiled(stage: str, config_key: str, steps_per_epoch: int, mesh):
-    """(nets, optimizer, jitted step, jitted preview) of a stage, built once per process for a
-    config, so that a rerun in the same process (tests, notebooks) reuses the compilation."""
+    """(nets, optimizer, jitted steps, jitted preview) of a stage, built once per process for a
+    config, so that a rerun in the same process (tests, notebooks) reuses the compilation.
+
+    The steps function runs K steps in one call: (state, K stacked batches) -> (state, metrics
+    with a leading K axis); it compiles once per K.
+    """
     part = json.loads(config_key)
     config = ml_collections.ConfigDict({k: v for k, v in part.items() if k != "sizes"})
     hr_size, lr_size, summary_images = part["sizes"]
@@ -133,9 +149,10 @@ def compiled(stage: str, config_key: str, steps_per_epoch: int, mesh):
     nets = Nets.from_config(config.model)
     tx = make_optimizer(config.optimizer, steps_per_epoch)
     repl = replicated(mesh)
-    step = jax.jit(stage_step(stage, config, nets, tx), donate_argnums=0, out_shardings=(repl, repl))
+    steps = jax.jit(scan_steps(stage_step(stage, config, nets, tx)), donate_argnums=0,
+                    out_shardings=(repl, repl))
     preview = jax.jit(preview_fn(stage, config, nets), out_shardings=repl)
-    return nets, tx, step, preview
+    return nets, tx, steps, preview
 
 
 class Stage:
@@ -153,7 +170,7 @@ class Stage:
         self.lr_schedule = learning_rate_schedule(config.optimizer, self.steps_per_epoch)
         self.primary = jax.process_index() == 0
         self.checkpoints = checkpointing.manager(self.dir / "checkpoints", config.train.keep_checkpoints)
-        self.nets, self.tx, self.step_fn, self.preview = compiled(
+        self.nets, self.tx, self.steps_fn, self.preview = compiled(
             stage, step_config_key(config), self.steps_per_epoch, mesh)
 
     def initial_state(self, workdir: str) -> tuple[TrainState, int]:
@@ -206,23 +223,26 @@ class Stage:
                                     self.cfg.batch_size, step)
         train = self.config.train
         interval: dict[str, list[float]] = {}
-        unchecked: list[tuple[int, dict]] = []   # (step, device metrics) not fetched yet
+        unchecked: list[tuple[int, dict]] = []   # (first step of a call, device metrics) not fetched yet
         with StopRequested() as stop, jax.set_mesh(self.mesh):
             while step < self.total_steps:
-                batch = data.shard_batch(next(self.data), self.mesh)
-                state, metrics = self.step_fn(state, batch)
-                step += 1
-                unchecked.append((step, metrics))
-                log_now = step % train.log_every == 0 or step == self.total_steps
-                save_now = step % train.checkpoint_every == 0 or step == self.total_steps or stop
-                images_now = step % train.images_every == 0
+                count = min(train.steps_per_call, self.total_steps - step)
+                host = [next(self.data) for _ in range(count)]
+                batches = data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]},
+                                           self.mesh, stacked=True)
+                state, metrics = self.steps_fn(state, batches)
+                unchecked.append((step + 1, metrics))
+                step, before = step + count, step
+                log_now = crossed(before, step, train.log_every) or step == self.total_steps
+                save_now = crossed(before, step, train.checkpoint_every) or step == self.total_steps or stop
+                images_now = crossed(before, step, train.images_every)
                 if not (log_now or save_now or images_now):
-                    continue  # no host sync: the device runs ahead while the next batch loads
-                for done, values in zip([s for s, _ in unchecked], jax.device_get([m for _, m in unchecked])):
-                    host = {k: float(v) for k, v in values.items()}
-                    check_finite(host, done)
-                    for k, v in host.items():
-                        interval.setdefault(k, []).append(v)
+                    continue  # no host sync: the device runs ahead while the next batches load
+                for first, values in zip([s for s, _ in unchecked], jax.device_get([m for _, m in unchecked])):
+                    for i, host_values in enumerate(unstack_metrics(values)):
+                        check_finite(host_values, first + i)
+                        for k, v in host_values.items():
+                            interval.setdefault(k, []).append(v)
                 unchecked.clear()
                 if log_now:
                     means = {k: float(np.mean(v)) for k, v in interval.items()}
@@ -232,7 +252,7 @@ class Stage:
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
                                           "images_per_second": rate})
                 if images_now:
-                    self.summaries(writer, state, batch, step)
+                    self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
                 if save_now:
                     self.save(state, step)
                 if stop:

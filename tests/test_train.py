@@ -38,13 +38,13 @@ def final_params(workdir, stage):
 
 @pytest.fixture
 def recorded_batches(monkeypatch):
-    """The HR halves of every batch the loop feeds to its step, in order."""
+    """The HR halves of every batch the loop feeds to its steps, in order."""
     seen = []
     original = data.shard_batch
 
-    def spy(batch, mesh):
-        seen.append(np.array(batch["hr"]))
-        return original(batch, mesh)
+    def spy(batch, mesh, stacked=False):
+        seen.extend(np.array(batch["hr"]) if stacked else [np.array(batch["hr"])])
+        return original(batch, mesh, stacked)
 
     monkeypatch.setattr(data, "shard_batch", spy)
     return seen
@@ -74,10 +74,35 @@ def test_a_stopped_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_path,
     assert {"tnet/rec", "snet/rec", "cycle/lr", "learning_rate", "images_per_second"} <= set(json.loads(lines[0]))
 
 
-def test_a_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_good_checkpoint(tmp_path, tfds_dir, monkeypatch):
+def test_four_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, tfds_dir, recorded_batches):
+    """K = 4 steps per call (lax.scan) give the parameters of K = 1, with the same batches; a
+    stage of 6 steps ends with a call of 2; checkpoints and logs land on call boundaries."""
+    train.train_and_evaluate(smoke_config(tfds_dir, s1=8, s2=6, checkpoint_every=4), str(tmp_path / "one"))
+    one_batches = list(recorded_batches)
+    recorded_batches.clear()
+    four = smoke_config(tfds_dir, s1=8, s2=6, checkpoint_every=4, log_every=2, steps_per_call=4)
+    train.train_and_evaluate(four, str(tmp_path / "four"))
+    assert len(recorded_batches) == len(one_batches) == 14
+    for a, b in zip(recorded_batches, one_batches):
+        np.testing.assert_array_equal(a, b)
+    for stage, steps in ((STAGE1, 8), (STAGE2, 6)):
+        (p_one, s_one), (p_four, s_four) = (final_params(tmp_path / w, stage) for w in ("one", "four"))
+        assert s_one == s_four == steps
+        for name in ALL_NETS[stage]:
+            for a, b in zip(jax.tree_util.tree_leaves(p_one[name]), jax.tree_util.tree_leaves(p_four[name])):
+                np.testing.assert_array_equal(a, b, err_msg=f"{stage}/{name}")
+    lines = (tmp_path / "four" / STAGE2 / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [4, 6]
+    assert sorted(int(p.name) for p in (tmp_path / "four" / STAGE1 / "checkpoints").iterdir()) == [4, 8]
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+def test_a_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_good_checkpoint(
+        tmp_path, tfds_dir, monkeypatch, steps_per_call):
     # Losses are fetched only at log / image / checkpoint steps (here every 2nd step), so the
-    # NaN of step 3 is found at step 4, before checkpoint 4 could be written.
-    config = smoke_config(tfds_dir, s1=2, log_every=100)
+    # NaN of step 3 is found at step 4, before checkpoint 4 could be written. With 2 steps per
+    # call, steps 3 and 4 run in one call, and the message still names step 3.
+    config = smoke_config(tfds_dir, s1=2, log_every=100, steps_per_call=steps_per_call)
     config.stages = (STAGE1,)
     config.stage1.content_weight = 0.999   # its own compiled step, so the NaN below is traced in
     train.train_and_evaluate(config, str(tmp_path))
@@ -132,6 +157,11 @@ def test_invalid_values_are_refused_before_any_work(tmp_path):
     assert "data.hr_dir and data.lr_dir go together" in _invalid(lambda c: setattr(c.data, "hr_dir", "x"), tmp_path)
     assert "train.checkpoint_every must be positive" in _invalid(
         lambda c: setattr(c.train, "checkpoint_every", 0), tmp_path)
+
+    def several_steps_with_host_canny(c):
+        c.train.steps_per_call, c.model.sr.canny_impl = 4, "opencv"
+    assert "train.steps_per_call=4 needs model.sr.canny_impl='jax'" in _invalid(
+        several_steps_with_host_canny, tmp_path)
 
 
 def main_command(workdir, *overrides, tfds_dir):

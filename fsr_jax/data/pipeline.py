@@ -252,21 +252,24 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
     return iterator
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh, stacked: bool = False) -> dict[str, jax.Array]:
     """Global jax.Arrays of this process's batch, split on the mesh axis 'data'.
 
     Each (L, ...) host array becomes a (L * process_count, ...) global array whose leading axis
-    is split over the mesh's 'data' devices.
+    is split over the mesh's 'data' devices. With `stacked=True` the arrays are K batches
+    stacked, (K, L, ...) -> (K, L * process_count, ...), split on their second axis.
 
     Raises:
       ValueError: when L does not split evenly over this process's devices of the mesh.
     """
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    batch_axis = 1 if stacked else 0
+    spec = PartitionSpec(*([None] * batch_axis), "data")
+    sharding = NamedSharding(mesh, spec)
     local_devices = len(mesh.local_devices)
     out = {}
     for key, value in batch.items():
-        if value.shape[0] % local_devices:
-            raise ValueError(f"batch '{key}' of {value.shape[0]} examples does not split over "
+        if value.shape[batch_axis] % local_devices:
+            raise ValueError(f"batch '{key}' of {value.shape[batch_axis]} examples does not split over "
                              f"{local_devices} local devices")
         out[key] = jax.make_array_from_process_local_data(sharding, value)
     return out
