@@ -151,3 +151,38 @@ def test_four_devices_split_the_batch_and_give_the_one_device_gradients(batch, m
     flat_four = jax.tree_util.tree_leaves(four)
     for (path, a), b in zip(flat_one, flat_four):
         np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_bfloat16_compute_keeps_float32_params_optimizer_state_and_losses(batch):
+    """model.dtype=bfloat16: the convolutions run in bf16, while parameters, Adam moments and
+    every loss stay float32, and the first step's losses are near float32's."""
+    def first_step(dtype):
+        config = smoke.get_config()
+        config.model.dtype = dtype
+        nets = Nets.from_config(config.model)
+        tx = optax.adam(1e-4)
+        frozen = {"denet": nets.down.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))["params"]}
+        state = init_state(STAGE2, config.stage2, nets, tx, 0, 64, 16, frozen)
+        step = stage_step(STAGE2, config, nets, tx)
+        conv_dtypes = {str(eqn.invars[0].aval.dtype) for eqn in _equations(jax.make_jaxpr(step)(state, batch).jaxpr)
+                       if eqn.primitive.name == "conv_general_dilated"}
+        return jax.jit(step)(state, batch), conv_dtypes
+
+    (state32, metrics32), convs32 = first_step("float32")
+    (state16, metrics16), convs16 = first_step("bfloat16")
+    assert convs32 == {"float32"} and convs16 == {"bfloat16"}, (convs32, convs16)
+    leaves = jax.tree_util.tree_leaves((state16.nets, metrics16))
+    assert {str(leaf.dtype) for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == {"float32"}
+    for name, value in metrics32.items():
+        assert float(metrics16[name]) == pytest.approx(float(value), rel=0.05, abs=1e-3), name
+
+
+def _equations(jaxpr):
+    """Every equation of a jaxpr, including those inside sub-jaxprs (jit, loops, custom rules)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in (param if isinstance(param, (list, tuple)) else [param]):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _equations(inner)
