@@ -46,7 +46,7 @@ def build_sr(cfg: ml_collections.ConfigDict) -> FeedbackSR:
     return FeedbackSR(
         features=sr.features, groups=sr.groups, steps=sr.steps, scale=sr.scale,
         edges=tuple(sr.edges), canny_thresholds=tuple(sr.canny_thresholds),
-        canny_impl=sr.canny_impl,
+        canny_impl=sr.get("canny_impl", "jax"),  # runs saved before the field existed: equal maths
         dog_sigmas=tuple(sr.dog_sigmas), projection=sr.projection, dtype=_dtype(cfg),
     )
 
