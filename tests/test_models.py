@@ -3,10 +3,12 @@ import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from fsr_jax import edges, models
+from fsr_jax import edges, losses, models
 from fsr_jax.models import Downsampler, FeedbackSR, LightCNN
+from fsr_jax.models.layers import bilinear_upsample
 from helpers import read_faces
 
 SMALL_SR = dict(features=8, groups=2, steps=3)
@@ -211,3 +213,53 @@ def test_bad_dtype_is_refused_by_name():
     cfg.dtype = "float16"
     with pytest.raises(ValueError, match="model.dtype"):
         models.build_sr(cfg)
+
+
+def _denet_l1_after(steps: int, hr: jax.Array, **fields) -> tuple[float, float]:
+    """(L1 to bicubic at initialisation, after `steps` Adam steps at the paper's lr 1e-4) of a
+    Downsampler on the faces `hr`."""
+    net = Downsampler(**fields)
+    params = net.init(jax.random.key(0), hr[:1])["params"]
+    tx = optax.adam(1e-4)
+    target = losses.bicubic_down(hr)
+
+    def loss(p):
+        return losses.l1(net.apply({"params": p}, hr), target)
+
+    @jax.jit
+    def step(p, opt):
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, opt = tx.update(grads, opt, p)
+        return optax.apply_updates(p, updates), opt, value
+
+    first, opt = float(loss(params)), tx.init(params)
+    for _ in range(steps):
+        params, opt, _ = step(params, opt)
+    return first, float(loss(params))
+
+
+def test_every_network_starts_near_the_image_range(hr_faces, lr_faces):
+    """At the paper's sizes: DeNet's output stays near [0, 1] (plain Kaiming blocks put it in the
+    thousands), the SR nets start near the bilinear upsampling, discriminators at D = 0.5."""
+    cfg = models.default_config()
+    down = models.build_downsampler(cfg)
+    out = down.apply(down.init(jax.random.key(0), hr_faces), hr_faces)
+    assert float(jnp.abs(out).mean()) < 2.0 and float(jnp.abs(out).max()) < 10.0
+    sr = models.build_sr(cfg)
+    outputs = sr.apply(sr.init(jax.random.key(0), lr_faces), lr_faces)
+    upsampled = bilinear_upsample(lr_faces, 4)
+    assert max(float(jnp.abs(o - upsampled).mean()) for o in outputs) < 0.1
+    disc = models.build_discriminator(cfg)
+    for faces in (hr_faces, lr_faces):
+        np.testing.assert_array_equal(np.asarray(disc.apply(disc.init(jax.random.key(0), faces), faces)), 0.0)
+
+
+def test_denet_learns_the_bicubic_content_from_its_initialisation(faces_dir):
+    """16 residual blocks, the paper's lr: 10 Adam steps bring the L1 to bicubic below 0.3 with
+    zero-initialised residual branches (measured 0.59 -> 0.18 at width 32); plain Kaiming
+    blocks start in the thousands and are still in the hundreds after the same steps."""
+    hr = jnp.asarray(read_faces(faces_dir / "train" / "HIGH", 4))
+    start, end = _denet_l1_after(10, hr, features=32, blocks=16)
+    plain_start, plain_end = _denet_l1_after(10, hr, features=32, blocks=16, zero_init_residual=False)
+    assert start < 1.5 and end < 0.3, (start, end)
+    assert plain_start > 100 * start and plain_end > 100 * end, (plain_start, plain_end)

@@ -29,8 +29,10 @@ def default_config() -> ml_collections.ConfigDict:
             # steps per call); 'opencv': cv2.Canny through a host callback (the reference).
             canny_impl="jax",
         ),
-        downsampler=dict(features=64, blocks=16),
-        discriminator=dict(width=1.0, spectral_norm=False),
+        # zero_init_residual: each residual block's last conv starts at zero (Decision).
+        downsampler=dict(features=64, blocks=16, zero_init_residual=True),
+        # zero_init_logit: the logit layer starts at zero, D = 0.5 everywhere (Decision).
+        discriminator=dict(width=1.0, spectral_norm=False, zero_init_logit=True),
     ))
 
 
@@ -53,10 +55,11 @@ def build_sr(cfg: ml_collections.ConfigDict) -> FeedbackSR:
 
 def build_downsampler(cfg: ml_collections.ConfigDict) -> Downsampler:
     """Downsampler (DeNet or DSNet) from the `model` config section."""
-    return Downsampler(cfg.downsampler.features, cfg.downsampler.blocks, _dtype(cfg))
+    down = cfg.downsampler
+    return Downsampler(down.features, down.blocks, _dtype(cfg), down.get("zero_init_residual", True))
 
 
 def build_discriminator(cfg: ml_collections.ConfigDict) -> LightCNN:
     """LightCNN discriminator (for 64x64 or 16x16 inputs) from the `model` config section."""
     disc = cfg.discriminator
-    return LightCNN(disc.width, disc.spectral_norm, _dtype(cfg))
+    return LightCNN(disc.width, disc.spectral_norm, _dtype(cfg), disc.get("zero_init_logit", True))

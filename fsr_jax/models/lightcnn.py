@@ -57,6 +57,9 @@ class LightCNN(nn.Module):
     spectral_norm: bool = False
     #: Computation dtype (params stay float32); the logits are float32.
     dtype: Any = jnp.float32
+    #: Decision: the logit layer's weights start at zero, so every discriminator starts at
+    #: D = 0.5 (unnormalised Kaiming MFM layers start with logits of +-30 on faces, saturated).
+    zero_init_logit: bool = True
 
     @nn.compact
     def __call__(self, images: jax.Array, update_stats: bool = False) -> jax.Array:
@@ -72,5 +75,6 @@ class LightCNN(nn.Module):
                 x = MFM(scaled(features), kernel, self.spectral_norm, self.dtype)(x, update_stats)
         x = x.reshape(x.shape[0], -1)
         x = MFM(scaled(HIDDEN), 0, self.spectral_norm, self.dtype)(x, update_stats)
-        logits = nn.Dense(1, kernel_init=kaiming_normal, dtype=self.dtype)(x)
+        logit_init = nn.initializers.zeros if self.zero_init_logit else kaiming_normal
+        logits = nn.Dense(1, kernel_init=logit_init, dtype=self.dtype)(x)
         return logits.astype(jnp.float32)
