@@ -66,10 +66,51 @@ def test_output_is_the_bilinear_upsampling_when_the_residual_is_zero(lr_faces):
 
 
 def test_dense_and_transposed_projections_give_the_same_network(lr_faces):
-    dense, plain = FeedbackSR(**SMALL_SR), FeedbackSR(**SMALL_SR, projection="transpose")
-    variables = dense.init(jax.random.key(1), lr_faces)
-    for a, b in zip(dense.apply(variables, lr_faces), plain.apply(variables, lr_faces)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
+    plain = FeedbackSR(**SMALL_SR, projection="transpose")
+    variables = plain.init(jax.random.key(1), lr_faces)
+    reference = plain.apply(variables, lr_faces)
+    for impl in ("dense", "dense_3x3", "block"):
+        net = FeedbackSR(**SMALL_SR, projection=impl)
+        assert jax.tree.map(np.shape, net.init(jax.random.key(1), lr_faces)) == jax.tree.map(np.shape, variables)
+        for a, b in zip(net.apply(variables, lr_faces), reference):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, err_msg=impl)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_projection_form_is_the_transposed_or_strided_conv(scale):
+    from fsr_jax.models.layers import PROJECTION_IMPLS, DownProjection, UpProjection
+
+    rng = np.random.default_rng(scale)
+    for layer, size in ((UpProjection, 5), (DownProjection, 5 * scale)):
+        x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+        params = layer(4, scale, "transpose").init(jax.random.key(0), x)
+        params["params"]["bias"] = params["params"]["bias"] + 0.5
+        reference = np.asarray(layer(4, scale, "transpose").apply(params, x))
+        for impl in PROJECTION_IMPLS:
+            out = jax.jit(layer(4, scale, impl).apply)(params, x)
+            np.testing.assert_allclose(np.asarray(out), reference, atol=1e-5, err_msg=f"{layer.__name__} {impl}")
+
+
+def test_dense_projection_and_pointwise_conv_are_chosen_per_platform():
+    """'dense' lowers to the 2x2 block conv on CPU and to the 3x3 form for GPUs (lowering only,
+    no GPU needed); a 1x1 conv is a dot_general on CPU and stays a convolution for GPUs."""
+    from fsr_jax.models.layers import UpProjection, conv
+
+    x = jnp.zeros((1, 4, 4, 8))
+    up = UpProjection(8, 4, "dense")
+    pointwise = conv(8, 1, jnp.float32)
+    for module, per_platform in ((up, {"cpu": "2x2x8x128", "cuda": "3x3x8x128"}),
+                                 (pointwise, {"cpu": "dot_general", "cuda": "convolution"})):
+        variables = module.init(jax.random.key(0), x)
+        for platform, expected in per_platform.items():
+            text = jax.jit(module.apply).trace(variables, x).lower(lowering_platforms=(platform,)).as_text()
+            unexpected = [form for form in per_platform.values() if form != expected]
+            assert expected in text and not any(form in text for form in unexpected), (module, platform)
+    np.testing.assert_allclose(
+        np.asarray(pointwise.apply(variables, x + 1.0)),
+        np.asarray(jax.lax.conv_general_dilated(
+            x + 1.0, variables["params"]["kernel"], (1, 1), "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC")) + variables["params"]["bias"]), atol=1e-6)
 
 
 def test_transposed_projection_matches_torch():

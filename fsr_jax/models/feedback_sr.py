@@ -108,7 +108,9 @@ class FeedbackSR(nn.Module):
     canny_impl: str = "jax"
     #: DoG sigmas; Decision: 1.0 and 1.6, the usual ratio approximating the LoG.
     dog_sigmas: tuple[float, float] = (1.0, 1.6)
-    #: Up/down projection form: 'dense' (conv + depth-to-space, fast) or 'transpose'; equal maths.
+    #: Up/down projection form, equal maths and parameters (layers.py): 'dense' (the fastest
+    #: for the platform: 'block' on CPU, 'dense_3x3' elsewhere), 'dense_3x3', 'block' or
+    #: 'transpose' (the plain port).
     projection: str = "dense"
     #: Computation dtype (params stay float32); edges and outputs are float32.
     dtype: Any = jnp.float32
