@@ -215,8 +215,10 @@ def test_every_sr_parameter_gets_a_gradient(lr_faces, hr_faces, edge_kinds):
 
 
 def test_every_downsampler_and_discriminator_parameter_gets_a_gradient(hr_faces):
-    down = Downsampler(features=8, blocks=2)
-    disc = LightCNN(width=0.125)
+    """Wiring: with plain Kaiming everywhere every parameter gets a gradient. (With the default
+    zero-initialised layers, the layers before them get theirs from the second step on.)"""
+    down = Downsampler(features=8, blocks=2, zero_init_residual=False)
+    disc = LightCNN(width=0.125, zero_init_logit=False)
     for net, x, target in ((down, hr_faces, jax.image.resize(hr_faces, (2, 16, 16, 3), "bicubic")),
                            (disc, hr_faces, jnp.ones((2, 1)))):
         params = net.init(jax.random.key(0), x)["params"]
