@@ -75,6 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
     # the SR faces and side-by-side grids. The networks are built from the run's config.json.
     config.eval = ml_collections.ConfigDict(dict(
         step=0,                    # checkpoint of W/teacher_student to evaluate (0: the newest)
+        # Exported weights files (python -m fsr_jax.export), comma-separated, evaluated instead
+        # of a checkpoint: each gives one net (tnet or snet) and must match config.model.sr and
+        # the data's lr/hr sizes; results go to W/eval/weights-<step>/.
+        weights="",
         nets=("tnet", "snet"),     # SR nets run beside the bicubic baseline; ones the run lacks are skipped
         test_sets=(),              # names among the data's test sets to evaluate (empty: all)
         max_images=0,              # faces per test set, first in file-name order (0: all)

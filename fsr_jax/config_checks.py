@@ -105,6 +105,9 @@ def validate_eval(config: ml_collections.ConfigDict) -> None:
     if ev.max_images == 1 or ev.fid_reference_images == 1:
         problems.append("eval.max_images and eval.fid_reference_images must not be 1: FID needs "
                         "at least 2 faces (0: all)")
+    if ev.step and ev.weights:
+        problems.append(f"eval.step={ev.step} picks a checkpoint and eval.weights={ev.weights!r} gives "
+                        f"weights files instead: set one of them")
     if any(n not in SR_NETS for n in ev.nets):
         problems.append(f"eval.nets must name some of {SR_NETS}, got {tuple(ev.nets)!r}")
     if problems:

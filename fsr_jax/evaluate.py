@@ -1,9 +1,10 @@
 """Evaluation of a trained run, as the paper's Tables 1 and 2.
 
 `evaluate(config, workdir)` restores the SR networks of a checkpoint of W/teacher_student
-(parameters only), runs TNet, SNet and the PIL-bicubic baseline on every configured test set,
-and writes W/eval/<step>/: metrics.json, table.md, images/<set>/<method>/<name>.png and
-grids/<set>_<k>.png (LR | bicubic | TNet | SNet | HR). SR outputs are rounded to 8 bits
+(parameters only), or reads them from the exported weights files of `eval.weights` (then W is
+only where results go, W/eval/weights-<step>/), runs TNet, SNet and the PIL-bicubic baseline
+on every configured test set, and writes W/eval/<step>/: metrics.json, table.md,
+images/<set>/<method>/<name>.png and grids/<set>_<k>.png (LR | bicubic | TNet | SNet | HR). SR outputs are rounded to 8 bits
 before scoring, so the numbers are those of the saved PNGs. Paired sets get FID against their
 HR, LPIPS, PSNR and SSIM; real-LR sets FID against the HR training set and NIQE.
 """
@@ -19,11 +20,11 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from fsr_jax import config_checks, data, inference, metrics, models, observe, tables
+from fsr_jax import config_checks, data, export, inference, metrics, models, observe, tables
 from fsr_jax.metrics import perceptual
 
 
-def eval_dir(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
+def eval_dir(workdir: str | pathlib.Path, step: int | str) -> pathlib.Path:
     """W/eval/<step>: where the evaluation of checkpoint `step` is written."""
     return pathlib.Path(workdir).expanduser() / "eval" / str(step)
 
@@ -36,6 +37,35 @@ def trained_model_config(config: ml_collections.ConfigDict, workdir: str) -> ml_
         logging.warning("config.model differs from the run's %s; evaluating with the run's",
                         inference.stage_dir(workdir) / "config.json")
     return trained
+
+
+def weight_files(weights: str) -> list[str]:
+    """The files of an `eval.weights` value (comma-separated)."""
+    return [w.strip() for w in weights.split(",") if w.strip()]
+
+
+def exported_networks(config: ml_collections.ConfigDict) -> tuple[models.FeedbackSR, dict[str, dict], dict[str, dict]]:
+    """(module, {net: params}, {net: metadata}) of the `eval.weights` files, for the nets among
+    `eval.nets`, in TNet, SNet order. Each file must match config.model.sr and the data's
+    lr/hr sizes; the module is built from config.model.
+
+    Raises:
+      WeightsError: naming a file that is missing, unreadable or does not match.
+      ConfigError: two files giving the same net, or none giving a net of eval.nets.
+    """
+    model, loaded, paths = None, {}, {}
+    for path in weight_files(config.eval.weights):
+        model, params, meta = export.load_weights(path, config.model, config.data)
+        if meta["net"] in loaded:
+            raise config_checks.ConfigError(
+                f"eval.weights: {paths[meta['net']]} and {path} both hold {meta['net']}")
+        loaded[meta["net"]], paths[meta["net"]] = (params, meta), path
+    nets = [n for n in inference.SR_NETS if n in loaded and n in config.eval.nets]
+    if not nets:
+        raise config_checks.ConfigError(
+            f"eval.weights {weight_files(config.eval.weights)} hold {list(loaded)}, none of eval.nets "
+            f"{list(config.eval.nets)}")
+    return model, {n: loaded[n][0] for n in nets}, {n: dict(loaded[n][1], path=paths[n]) for n in nets}
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -120,28 +150,37 @@ def write_grids(folder: pathlib.Path, set_name: str, columns: list[np.ndarray], 
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluate checkpoint `config.eval.step` (0: the newest) of W/teacher_student on the test
-    sets; write W/eval/<step>/ (see the module docstring) and return the metrics dict.
+    """Evaluate checkpoint `config.eval.step` (0: the newest) of W/teacher_student, or the files
+    of `config.eval.weights`, on the test sets; write W/eval/<step>/ (weights: W/eval/weights-<step>/;
+    see the module docstring) and return the metrics dict.
 
     Raises:
       ConfigError: bad eval settings or unknown test set names.
-      CheckpointError: naming the folder, for a missing or unreadable checkpoint.
+      CheckpointError: naming the folder, for a missing or unreadable checkpoint; WeightsError
+        (a CheckpointError) naming the file, for an unusable weights file.
       MissingWeightsError: naming the install command, when metric weights are missing.
     """
     config_checks.validate_eval(config)
     ev = config.eval
-    params, step = inference.load_sr_networks(workdir, tuple(ev.nets), ev.step or None)
-    model_cfg = trained_model_config(config, workdir)
-    model, scale = models.build_sr(model_cfg), model_cfg.sr.scale
+    if ev.weights:
+        model, params, exported = exported_networks(config)
+        steps = sorted({meta["step"] for meta in exported.values()})
+        step = steps[0] if len(steps) == 1 else None
+        out = eval_dir(workdir, "weights-" + "-".join(map(str, steps)))
+        source = ", ".join(f"{meta['path']} (checkpoint {meta['step']})" for meta in exported.values())
+    else:
+        params, step = inference.load_sr_networks(workdir, tuple(ev.nets), ev.step or None)
+        model = models.build_sr(trained_model_config(config, workdir))
+        out, source = eval_dir(workdir, step), f"{workdir}, checkpoint {step}"
+    scale = model.scale
     names = tuple(ev.test_sets) or data.test_set_names(config.data)
     unknown = sorted(set(names) - set(data.test_set_names(config.data)))
     if not names or unknown:
         raise config_checks.ConfigError(
             f"eval.test_sets {list(names)}: {unknown or 'none'} unknown; data.test_sets has "
             f"{list(data.test_set_names(config.data))} (add one with --test_set=NAME=FOLDER)")
-    out = eval_dir(workdir, step)
     writer = jax.process_index() == 0
-    logging.info("evaluating %s (checkpoint %d: %s) on %s", workdir, step, ", ".join(params), ", ".join(names))
+    logging.info("evaluating %s: %s on %s", source, ", ".join(params), ", ".join(names))
     reference_cache = []
 
     def reference():
@@ -163,7 +202,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             write_grids(out / "grids", name, columns, ev.grid_faces)
     results = {"workdir": str(workdir), "step": step, "nets": list(params),
                "niqe_block_size": metrics.NIQE_BLOCK_SIZE, "eval": ev.to_dict(), "sets": sets}
-    table = tables.results_table(results, f"{workdir}, checkpoint {step}")
+    if ev.weights:
+        results["weights"] = {net: meta["path"] for net, meta in exported.items()}
+    table = tables.results_table(results, source)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(results, indent=2, default=list))

@@ -1,11 +1,15 @@
-"""Super-resolve face crops, folders of them, or the faces in whole photos with a trained run.
+"""Super-resolve face crops, folders of them, or the faces in whole photos with a trained run
+or exported weights.
 
   python tools/super_resolve.py --workdir W --input face.png --output out/
+  python tools/super_resolve.py --weights snet.msgpack --input face.png --output out/
   python tools/super_resolve.py --workdir W --input faces/ --output out/ --net tnet
   python tools/super_resolve.py --workdir W --input photos/ --output out/ --detect
   python tools/super_resolve.py --workdir W --input photo.jpg --output out/ --boxes boxes.json
 
-Faces: every image (any size; resized to the run's LR size with PIL bicubic and counted, or
+--weights takes a file written by `python -m fsr_jax.export` (the network and its config; no
+workdir needed) instead of --workdir; exactly one of them is given.
+Faces: every image (any size; resized to the network's LR size with PIL bicubic and counted, or
 refused with --no-resize) becomes OUT/<name>.png at 4x that size. Photos (--detect or
 --boxes): OUT/<name>.png is the photo enlarged 4x (PIL bicubic) with each face replaced by its
 SR version (feathered blend), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
@@ -24,7 +28,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # fsr_jax/
 
-from fsr_jax import checkpointing, inference, models, photos  # noqa: E402
+from fsr_jax import checkpointing, export, inference, models, photos  # noqa: E402
 from fsr_jax.data import images  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -32,11 +36,15 @@ from PIL import Image  # noqa: E402
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="a trained run (W/teacher_student/checkpoints)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="a trained run (W/teacher_student/checkpoints)")
+    source.add_argument("--weights", help="a weights file of one network (python -m fsr_jax.export)")
     parser.add_argument("--input", required=True, help="an image file or a folder of them")
     parser.add_argument("--output", required=True, help="folder for the results (created)")
-    parser.add_argument("--net", choices=inference.SR_NETS, default="snet", help="SR network (default snet)")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    parser.add_argument("--net", choices=inference.SR_NETS, default=None,
+                        help="SR network (default snet; with --weights, the file's, which it must match)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="checkpoint step (default: the newest; --workdir only)")
     parser.add_argument("--batch_size", type=int, default=64, help="faces per SR batch")
     parser.add_argument("--no-resize", dest="resize", action="store_false",
                         help="refuse face crops that are not exactly the LR size instead of resizing them")
@@ -48,7 +56,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size <= 0:
         parser.error(f"--batch_size must be positive, got {args.batch_size}")
+    if args.weights and args.step is not None:
+        parser.error("--step picks a checkpoint of --workdir; a weights file holds one step")
     return args
+
+
+def load_network(args) -> tuple[models.FeedbackSR, dict, int, str]:
+    """(module, params, LR size, description) of --weights or of --net in --workdir."""
+    if args.weights:
+        model, params, meta = export.load_weights(args.weights, net=args.net)
+        return model, params, meta["data"]["lr_size"], f"{meta['net']} of {args.weights} (checkpoint {meta['step']})"
+    net = args.net or "snet"
+    params, step = inference.load_sr_networks(args.workdir, (net,), args.step)
+    run_cfg = inference.run_config(args.workdir)
+    return models.build_sr(run_cfg.model), params[net], run_cfg.data.lr_size, f"{net} of {args.workdir} (checkpoint {step})"
 
 
 def read_boxes(path: pathlib.Path) -> dict:
@@ -103,17 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         paths = inference.image_paths(args.input)
-        params, step = inference.load_sr_networks(args.workdir, (args.net,), args.step)
-        run_cfg = inference.run_config(args.workdir)
+        model, params, lr_size, described = load_network(args)
     except (checkpointing.CheckpointError, images.DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    model = models.build_sr(run_cfg.model)
-    lr_size, scale = run_cfg.data.lr_size, run_cfg.model.sr.scale
-    print(f"{args.net} of {args.workdir} (checkpoint {step}), {len(paths)} input files")
+    scale = model.scale
+    print(f"{described}, {len(paths)} input files")
 
     def sr_fn(lr):
-        return inference.super_resolve(model, params[args.net], lr, args.batch_size)
+        return inference.super_resolve(model, params, lr, args.batch_size)
 
     out = pathlib.Path(args.output).expanduser()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,171 @@
+"""Exported weights: round trip against the checkpoint, refused files, super_resolve and eval from them."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import smoke
+from fsr_jax import config_checks, evaluate, export, inference, models
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "super_resolve.py"
+NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
+         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.fixture(scope="module")
+def exported(smoke_run, tmp_path_factory):
+    """{(net, dtype): file} of smoke_run's TNet and SNet, exported by the command's main()."""
+    folder = tmp_path_factory.mktemp("exported")
+    files = {}
+    for net in ("tnet", "snet"):
+        for dtype in ("float32", "float16"):
+            files[net, dtype] = folder / f"{net}_{dtype}.msgpack"
+            assert export.main(["--workdir", str(smoke_run), "--net", net, "--output", str(files[net, dtype]),
+                                "--dtype", dtype]) == 0
+    return files
+
+
+def checkpoint_outputs(smoke_run, lr):
+    params, _ = inference.load_sr_networks(smoke_run, ("snet",))
+    model = models.build_sr(inference.run_config(smoke_run).model)
+    return np.asarray(model.apply({"params": params["snet"]}, lr)), params["snet"]
+
+
+def test_round_trip_gives_the_checkpoints_outputs(exported, smoke_run, load_faces):
+    lr = load_faces("test/celeba/LR", 8).astype(np.float32) / 255.0
+    expected, ckpt_params = checkpoint_outputs(smoke_run, lr)
+    model, params, meta = export.load_weights(exported["snet", "float32"], net="snet")
+    run = inference.run_config(smoke_run)
+    assert meta["net"] == "snet" and meta["step"] == 2 and meta["dtype"] == "float32"
+    assert meta["model"] == json.loads(run.model.to_json())
+    assert meta["data"] == {"lr_size": 16, "hr_size": 64}
+    flat, flat_ckpt = export._flat(params), export._flat(ckpt_params)
+    assert flat.keys() == flat_ckpt.keys()
+    assert all(np.array_equal(flat[k], flat_ckpt[k]) and flat[k].dtype == np.float32 for k in flat)
+    np.testing.assert_array_equal(np.asarray(model.apply({"params": params}, lr)), expected)
+
+    # float16 storage: each weight within float16's rounding (relative 2^-11) of the checkpoint's,
+    # loaded as float32 and half the file size.
+    model16, params16, meta16 = export.load_weights(exported["snet", "float16"])
+    assert meta16["dtype"] == "float16"
+    assert exported["snet", "float16"].stat().st_size < 0.55 * exported["snet", "float32"].stat().st_size
+    for k, value in export._flat(params16).items():
+        assert value.dtype == np.float32
+        np.testing.assert_allclose(value, flat_ckpt[k], rtol=2.0**-11, atol=2.0**-24)
+    out16 = np.asarray(model16.apply({"params": params16}, lr))
+    # Iteration 1 is a smooth function of the weights: relative weight errors <= 2^-11 give
+    # output errors of that order (measured: 7e-5 on [0, 1]); 1e-3 is a quarter of an 8-bit level.
+    assert np.abs(out16[0] - expected[0]).max() < 1e-3
+    # Iterations 2 and 3 take the Canny edges of the previous image: a pixel at a threshold can
+    # flip, which changes its neighbourhood (measured: max 0.03-0.06), so bound the mean error
+    # and the share of 8-bit pixels off by more than one level.
+    assert np.abs(out16[-1] - expected[-1]).mean() < 1e-3
+    to8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(int)  # noqa: E731
+    assert np.mean(np.abs(to8(out16[-1]) - to8(expected[-1])) > 1) < 0.01
+
+
+def test_a_file_of_another_layout_or_net_is_refused_naming_the_file_and_fields(exported):
+    path = exported["snet", "float32"]
+    config = smoke.get_config()
+    config.model.sr.groups = 3
+    with pytest.raises(export.WeightsError) as err:
+        export.load_weights(path, config.model, config.data)
+    assert str(err.value) == f"{path}: model.sr.groups is 1 in the file, 3 in the config"
+    config = smoke.get_config()
+    config.data.update(lr_size=32, hr_size=128)
+    config.model.sr.edges = ("canny",)
+    with pytest.raises(export.WeightsError, match=r"model\.sr\.edges is \['canny', 'dog'\] in the file, "
+                       r"\['canny'\] in the config; data\.hr_size is 64 in the file, 128 in the config; "
+                       r"data\.lr_size is 16 in the file, 32 in the config"):
+        export.load_weights(path, config.model, config.data)
+    with pytest.raises(export.WeightsError, match="net is 'snet' in the file, 'tnet' expected"):
+        export.load_weights(path, net="tnet")
+    # Implementation choices and the computation dtype are the caller's: same function, same params.
+    config = smoke.get_config()
+    config.model.update(dtype="bfloat16")
+    config.model.sr.update(canny_impl="opencv", projection="transpose")
+    model, _, _ = export.load_weights(path, config.model, config.data)
+    assert (model.canny_impl, model.projection) == ("opencv", "transpose")
+
+
+def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(exported, smoke_run, tmp_path):
+    good = exported["tnet", "float32"].read_bytes()
+    cases = {
+        "config.json": ((smoke_run / "teacher_student" / "config.json").read_bytes(), "not an fsr_jax weights file"),
+        "face.png": (b"\x89PNG\r\n\x1a\n" + bytes(64), "not an fsr_jax weights file"),
+        "other.msgpack": (export.serialization.msgpack_serialize({"params": {}}), "not an fsr_jax weights file"),
+        "newer.msgpack": (good.replace(export.FORMAT.encode(), b"fsr_jax-weights/9"), "weights format 'fsr_jax-weights/9'"),
+        "truncated.msgpack": (good[:len(good) // 2], "truncated or corrupt"),
+        "empty.msgpack": (b"", "truncated or corrupt"),
+    }
+    kernel = max(export._flat(export.serialization.msgpack_restore(good)["params"]).values(), key=np.size)
+    at = good.find(kernel.tobytes()) + kernel.nbytes // 2
+    tampered = bytearray(good)
+    tampered[at] ^= 0x40  # one bit of a weight in the middle of the largest kernel
+    cases["tampered.msgpack"] = (bytes(tampered), "do not match their SHA-256")
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(export.WeightsError, match=message) as err:
+            export.load_weights(tmp_path / name)
+        assert str(err.value).startswith(f"{tmp_path / name}: "), err.value
+    with pytest.raises(export.WeightsError, match=f"{tmp_path / 'missing.msgpack'}: no such weights file"):
+        export.load_weights(tmp_path / "missing.msgpack")
+    assert export.main(["--workdir", str(tmp_path), "--output", str(tmp_path / "x.msgpack")]) == 1
+
+
+def test_super_resolve_with_weights_writes_the_pngs_of_the_workdir_without_tensorflow(exported, smoke_run, tmp_path, load_faces):
+    sys.path.insert(0, str(REPO / "tools"))
+    import super_resolve  # noqa: PLC0415
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k, face in enumerate(load_faces("test/widerface/LR", 3)):
+        Image.fromarray(face).save(inputs / f"face_{k}.png")
+    assert super_resolve.main(["--workdir", str(smoke_run), "--net", "tnet", "--input", str(inputs),
+                               "--output", str(tmp_path / "from_workdir")]) == 0
+    proc = subprocess.run([sys.executable, "-c", NO_TF, str(TOOL), "--weights", str(exported["tnet", "float32"]),
+                           "--input", str(inputs), "--output", str(tmp_path / "from_weights")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (tmp_path / "from_workdir").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "from_weights").iterdir()) == ["face_0.png", "face_1.png", "face_2.png"]
+    for name in names:
+        assert (tmp_path / "from_workdir" / name).read_bytes() == (tmp_path / "from_weights" / name).read_bytes()
+    for args, message in (([], "one of the arguments --workdir --weights is required"),
+                          (["--workdir", str(smoke_run), "--weights", "x.msgpack"], "not allowed with argument")):
+        with pytest.raises(SystemExit) as exit_:
+            super_resolve.parse_args(args + ["--input", str(inputs), "--output", str(tmp_path)])
+        assert exit_.value.code == 2
+
+
+def test_evaluation_from_weights_alone(exported, smoke_run, faces_cfg, load_faces, tmp_path):
+    config = smoke.get_config()
+    config.data = faces_cfg.copy_and_resolve_references()
+    config.eval.update(weights=f"{exported['tnet', 'float32']}, {exported['snet', 'float32']}",
+                       test_sets=("celeba",), max_images=2, batch_size=2, grid_faces=2)
+    results = evaluate.evaluate(config, str(tmp_path))  # no checkpoint in tmp_path
+    assert results["nets"] == ["tnet", "snet"] and results["step"] == 2
+    assert list(results["sets"]["celeba"]["methods"]) == ["bicubic", "tnet", "snet"]
+    out = tmp_path / "eval" / "weights-2"
+    assert "| SNet (Ours) |" in (out / "table.md").read_text()
+    lr = load_faces("test/celeba/LR", 2)
+    params, _ = inference.load_sr_networks(smoke_run, ("snet",))
+    expected = inference.super_resolve(models.build_sr(inference.run_config(smoke_run).model), params["snet"], lr)
+    names = sorted(p.name for p in (out / "images" / "celeba" / "snet").iterdir())
+    np.testing.assert_array_equal(np.stack([np.asarray(Image.open(out / "images" / "celeba" / "snet" / n))
+                                            for n in names]), expected)
+    config.model.sr.features = 16
+    with pytest.raises(export.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
+        evaluate.evaluate(config, str(tmp_path))
+    config.model.sr.features = 8
+    config.eval.weights = f"{exported['snet', 'float32']},{exported['snet', 'float16']}"
+    with pytest.raises(config_checks.ConfigError, match="both hold snet"):
+        evaluate.evaluate(config, str(tmp_path))
+    config.eval.step = 2
+    with pytest.raises(config_checks.ConfigError, match="eval.step=2 picks a checkpoint"):
+        evaluate.evaluate(config, str(tmp_path))
