@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
         batch_size=4,              # paper: 4
         epochs=40,                 # Decision: the paper gives none
         max_steps=0,               # > 0 stops the stage after this many steps
-        # A finished stage-1 workdir (or its checkpoints folder) to take DeNet from; empty:
+        # A finished run (its workdir, W/degradation or its checkpoints/) to take DeNet from; empty:
         # this run's own W/degradation.
         denet_checkpoint="",
         # Pairs of the teacher: 'denet' (DeNet(HR), HR) as the paper; 'bicubic' (Table 3's

@@ -22,11 +22,18 @@ class ConfigError(ValueError):
 
 
 def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
-    """The checkpoints folder stage 2 takes DeNet from: `stage2.denet_checkpoint` (a stage-1
-    workdir or its checkpoints folder), else this run's W/degradation/checkpoints."""
+    """The checkpoints folder stage 2 takes DeNet from: `stage2.denet_checkpoint` (a run's
+    workdir, its stage-1 folder, or that folder's checkpoints/), else this run's
+    W/degradation/checkpoints."""
     given = config.stage2.denet_checkpoint
-    folder = pathlib.Path(given).expanduser() if given else pathlib.Path(workdir) / STAGE1
-    return folder if folder.name == "checkpoints" else folder / "checkpoints"
+    if not given:
+        return pathlib.Path(workdir) / STAGE1 / "checkpoints"
+    folder = pathlib.Path(given).expanduser()
+    if folder.name == "checkpoints":
+        return folder
+    if (folder / STAGE1 / "checkpoints").is_dir():
+        return folder / STAGE1 / "checkpoints"
+    return folder / "checkpoints"
 
 
 def needs_denet(config: ml_collections.ConfigDict) -> bool:

@@ -217,3 +217,14 @@ def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, 
     stopped_at = int(text.split("signal 15: checkpoint ")[1].split()[0])
     assert stopped_at >= last_complete + 2
     assert checkpointing.restore_params(ckpts, ("denet",))[1] == stopped_at
+
+
+def test_denet_checkpoint_accepts_a_run_its_stage_folder_or_its_checkpoints(tmp_path):
+    run = tmp_path / "stage1_run"
+    (run / STAGE1 / "checkpoints").mkdir(parents=True)
+    config = smoke.get_config()
+    for given in (run, run / STAGE1, run / STAGE1 / "checkpoints"):
+        config.stage2.denet_checkpoint = str(given)
+        assert config_checks.denet_checkpoints(config, tmp_path / "new") == run / STAGE1 / "checkpoints"
+    config.stage2.denet_checkpoint = ""
+    assert config_checks.denet_checkpoints(config, tmp_path / "new") == tmp_path / "new" / STAGE1 / "checkpoints"
