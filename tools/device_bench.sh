@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The device run: fsr_jax's and the PyTorch reference's figures side by side, in one process
+# (`tools/benchmark.py compare`). Run from the repository root on the GPU machine, carrying
+# .whl (the wheels of ../shared/bench/device_wheels.sh, for the packages its image lacks) and
+# bench/ (torch_ref.py, copied from ../shared/bench):
+#
+#   bash tools/device_bench.sh             # the device run: about 8 minutes on one H100
+#   bash tools/device_bench.sh --small     # the rehearsal of the same steps on a CPU
+#
+# Extra arguments go to `compare`. Writes $OUT/compare.json (rewritten after every
+# measurement, so a run cut off by the time limit keeps what it measured) and
+# $OUT/compare.log (progress, then the same JSON). OUT defaults to runs/device_bench;
+# BENCH_LIMIT_S (default 480) bounds the benchmark, PYTHON (default python3) runs it.
+set -euo pipefail
+out=${OUT:-runs/device_bench}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+
+# SIGINT at the limit: Python stops with KeyboardInterrupt, which also ends a PyTorch subprocess.
+status=0
+timeout -s INT -k 30 "${BENCH_LIMIT_S:-480}" \
+  "$python" tools/benchmark.py compare --out "$out/compare.json" "$@" 2>&1 | tee "$out/compare.log" \
+  || status=$?
+echo "device_bench: compare exited with status $status; results in $out/compare.json" >&2
+exit "$status"
