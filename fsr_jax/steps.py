@@ -292,27 +292,32 @@ def stage_step(stage: str, cfg, nets: Nets, tx) -> Callable:
     return (stage1_step if stage == STAGE1 else stage2_step)(cfg, nets, tx)
 
 
-def scan_steps(step: Callable) -> Callable:
-    """Several steps in one call: (state, batches) -> (state, metrics), a loop on the device.
+def scan_steps(step: Callable, unroll: bool | None = None) -> Callable:
+    """Several steps in one call: (state, batches) -> (state, metrics).
 
     Every leaf of `batches` has a leading axis K (the K batches, in order; a batch's own axes
-    follow); every metric comes back with that leading axis, one value per step. The trip count
-    is hidden from the compiler, so that K = 1 is a loop too: every K runs the same compiled
-    loop body, and K = 1 and K = 4 give the same parameters bit for bit.
+    follow); every metric comes back with that leading axis, one value per step. `unroll`
+    True writes the K steps one after the other into the program (K = 1: the step itself);
+    False runs them as a `lax.scan` loop on the device, one compiled body whatever K is. None
+    (default): unrolled on CPU, where XLA runs the convolution gradients of a loop body about
+    50x slower than the same ops outside a loop (its CPU convolution canonicalisation does not
+    reach loop bodies), and a loop elsewhere, where compile time then does not grow with K.
+    Either form gives the parameters of K separate calls to float rounding (XLA compiles a
+    4-step program slightly differently from a 1-step one; on CPU, measured, the last bit of a
+    few values).
     """
-    def run(state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+    if unroll is None:
+        unroll = jax.default_backend() == "cpu"
+
+    def unrolled(state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         count = jax.tree_util.tree_leaves(batches)[0].shape[0]
-        first = jax.tree_util.tree_map(lambda x: x[0], batches)
-        shapes = jax.eval_shape(step, state, first)[1]
-        metrics = {k: jnp.zeros((count,) + v.shape, v.dtype) for k, v in shapes.items()}
+        per_step = []
+        for i in range(count):
+            state, values = step(state, jax.tree_util.tree_map(lambda x: x[i], batches))
+            per_step.append(values)
+        return state, {k: jnp.stack([values[k] for values in per_step]) for k in per_step[0]}
 
-        def body(i, carry):
-            state, metrics = carry
-            batch = jax.tree_util.tree_map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches)
-            state, values = step(state, batch)
-            return state, {k: metrics[k].at[i].set(values[k]) for k in metrics}
+    def looped(state: TrainState, batches: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(step, state, batches)
 
-        opaque_count = jax.lax.optimization_barrier(jnp.int32(count))
-        return jax.lax.fori_loop(0, opaque_count, body, (state, metrics))
-
-    return run
+    return unrolled if unroll else looped

@@ -8,7 +8,7 @@ import pytest
 from configs import smoke
 from fsr_jax import edges, losses
 from fsr_jax.mesh import batch_sharding, data_mesh, replicated
-from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, stage_step
+from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, scan_steps, stage_step
 from helpers import read_faces
 
 SGD = optax.sgd(1.0)  # params change by exactly -gradient: gradients can be compared
@@ -186,3 +186,19 @@ def _equations(jaxpr):
                 inner = getattr(sub, "jaxpr", sub)
                 if hasattr(inner, "eqns"):
                     yield from _equations(inner)
+
+
+def test_the_device_loop_of_several_steps_equals_the_steps_one_by_one(batch):
+    """scan_steps' loop form (accelerators) and unrolled form (CPU) both run K steps in order:
+    same parameters (to float rounding: XLA:CPU computes a loop body's convolutions another way)
+    and one metric per step."""
+    config, nets, state, step = setup(STAGE1, tx=optax.adam(1e-3))
+    batches = {k: jnp.stack([v, v[::-1]]) for k, v in batch.items()}      # K = 2 different batches
+    one_by_one = state
+    for i in range(2):
+        one_by_one, _ = jax.jit(step)(one_by_one, {k: v[i] for k, v in batches.items()})
+    for unroll in (True, False):
+        new, metrics = jax.jit(scan_steps(step, unroll))(state, batches)
+        assert {v.shape for v in metrics.values()} == {(2,)}
+        for a, b in zip(jax.tree_util.tree_leaves(one_by_one.nets), jax.tree_util.tree_leaves(new.nets)):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6, err_msg=f"unroll={unroll}")

@@ -254,10 +254,8 @@ def _initial_state(stage: int, config_key: str):
 @functools.lru_cache(maxsize=None)
 def _train_program(stage: int, config_key: str, batch_size: int, steps_per_call: int):
     """(compiled call (state, K stacked batches) -> (state, metrics) running K =
-    `steps_per_call` steps by `scan_steps`, state donated; seconds to trace and compile it).
-    K = 1 runs the step itself on the one batch: XLA:CPU runs a loop body's convolutions far
-    slower than the same ops outside a loop (a full-size stage-1 step at batch 4: 192 s in a
-    one-step `lax.scan`, 1.9 s without)."""
+    `steps_per_call` steps by `scan_steps` as training runs them (unrolled on CPU, a device
+    loop elsewhere), state donated; seconds to trace and compile it)."""
     import jax
 
     from fsr_jax.mesh import replicated
@@ -270,11 +268,7 @@ def _train_program(stage: int, config_key: str, batch_size: int, steps_per_call:
                                           sharding=_stacked_sharding(mesh))
                for name, shape in FACE_SHAPES.items()}
     step = stage_step(_stage_name(stage), _config_from_key(config_key), nets, tx)
-    if steps_per_call > 1:
-        call = scan_steps(step)
-    else:
-        def call(state, batches):
-            return step(state, {name: x[0] for name, x in batches.items()})
+    call = scan_steps(step)
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         compiled = jax.jit(call, donate_argnums=0, out_shardings=(repl, repl)).lower(state, batches).compile()
