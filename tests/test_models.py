@@ -91,6 +91,46 @@ def test_every_projection_form_is_the_transposed_or_strided_conv(scale):
             np.testing.assert_allclose(np.asarray(out), reference, atol=1e-5, err_msg=f"{layer.__name__} {impl}")
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_projection_form_has_the_transposed_or_strided_conv_gradients(scale):
+    from fsr_jax.models.layers import PROJECTION_IMPLS, DownProjection, UpProjection
+
+    rng = np.random.default_rng(10 + scale)
+    for layer, size in ((UpProjection, 5), (DownProjection, 5 * scale)):
+        x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+        params, out = layer(4, scale, "transpose").init_with_output(jax.random.key(0), x)[::-1]
+        weights = jnp.asarray(rng.normal(size=out.shape), jnp.float32)  # a cotangent not all ones
+
+        def grads(impl):
+            def loss(params, x):
+                return jnp.sum(jnp.sin(layer(4, scale, impl).apply(params, x)) * weights)
+            return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+
+        reference = grads("transpose")
+        for impl in PROJECTION_IMPLS:
+            for got, want in zip(jax.tree_util.tree_leaves(grads(impl)), jax.tree_util.tree_leaves(reference)):
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5,
+                                           err_msg=f"{layer.__name__} {impl}")
+
+
+def test_cpu_projection_gradients_use_only_canonical_convolutions():
+    """XLA:CPU runs convolutions it does not canonicalise (dim_labels other than
+    b01f_01io->b01f in the optimised HLO) on a naive emitter, ~50x slower: the gradients of
+    the CPU projections must not have any (the 2x2 block conv's kernel gradient was one)."""
+    import re
+
+    from fsr_jax.models.layers import DownProjection, UpProjection
+
+    for layer, size in ((UpProjection, 16), (DownProjection, 64)):
+        module = layer(64, 4, "dense")
+        x = jnp.zeros((2, size, size, 64))
+        params = module.init(jax.random.key(0), x)
+        loss = lambda params, x: jnp.sum(module.apply(params, x) ** 2)
+        hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile().as_text()
+        labels = re.findall(r"dim_labels=([^,\s]+)", hlo)
+        assert set(labels) <= {"b01f_01io->b01f"}, (layer.__name__, labels)
+
+
 def test_dense_projection_and_pointwise_conv_are_chosen_per_platform():
     """'dense' lowers to the 2x2 block conv on CPU and to the 3x3 form for GPUs (lowering only,
     no GPU needed); a 1x1 conv is a dot_general on CPU and stays a convolution for GPUs."""

@@ -10,8 +10,10 @@ same parameters and computes the same maths (to float rounding):
   3x3 conv (down); the kernel taps a phase does not use are zeros (9 taps computed, 4 used).
   Fastest on GPU.
 - `block`: up, a 2x2 conv on the LR grid padded by one, depth-to-space and a 2-pixel crop
-  (no zero taps; a (h+1)x(w+1) grid); down, the strided conv itself, which XLA's CPU
-  backend runs without zeros. Fastest on CPU (about 2x `dense_3x3` per projection).
+  (no zero taps; a (h+1)x(w+1) grid), the 2x2 conv run as one matmul over its patches
+  (XLA:CPU runs the conv's kernel gradient ~50x slower); down, the strided conv itself,
+  which XLA's CPU backend runs without zeros. Fastest on CPU (about 2x `dense_3x3` per
+  projection, forward and with gradients).
 - `dense` (the default): whichever of the two suits the platform the computation is
   compiled for, chosen at lowering (`lax.platform_dependent`): `block` on CPU,
   `dense_3x3` elsewhere.
@@ -139,6 +141,25 @@ def _conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Ar
         x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def _conv_as_dot(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
+    """`_conv_nhwc(x, kernel, 1, pad)` as one matmul over the kernel's patches (im2col).
+
+    For `block`'s small-kernel, wide-output conv (2x2, 64 -> 1024 at scale 4): XLA:CPU runs
+    the forward conv about as fast, but lowers its kernel gradient (a conv with a 16x16
+    window and a 2x2 output, dim_labels 01fb_o01i->f01b) to its naive emitter, about 50x
+    slower than this form's gradient (a matmul); on full FeedbackSR that conv was over 90%
+    of a training step. Same maths (the sums over the taps in another order).
+    """
+    kh, kw, channels, features = kernel.shape
+    b, h, w, _ = x.shape
+    rows, cols = h + 2 * pad - kh + 1, w + 2 * pad - kw + 1
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, i:i + rows, j:j + cols] for i in range(kh) for j in range(kw)], -1)
+    matrix = kernel.reshape(kh * kw * channels, features)  # rows in (i, j, c) order, as patches
+    return jax.lax.dot_general(patches, matrix, (((3,), (0,)), ((), ())))
+
+
 def _by_platform(x: jax.Array, forms: dict) -> jax.Array:
     """forms[impl](x) with impl chosen per lowering platform as `DENSE_BY_PLATFORM` says."""
     per_platform = {p: forms[impl] for p, impl in DENSE_BY_PLATFORM.items()}
@@ -193,7 +214,7 @@ class UpProjection(_Projection):
             flipped = jnp.pad(kernel[::-1, ::-1], ((0, n * s - size), (0, n * s - size), (0, 0), (0, 0)))
             taps = flipped.reshape(n, s, n, s, channels, features)[::-1, :, ::-1]
             taps = taps.transpose(0, 2, 4, 1, 3, 5).reshape(n, n, channels, s * s * features)
-            full = depth_to_space(_conv_nhwc(x, taps, 1, n - 1), s)  # (B, s(h+n-1), s(w+n-1), F)
+            full = depth_to_space(_conv_as_dot(x, taps, n - 1), s)  # (B, s(h+n-1), s(w+n-1), F)
             pad = PROJECTION_PADDING
             return full[:, pad:pad + s * h, pad:pad + s * w]
 
