@@ -51,9 +51,13 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, smoke_
                         "--num_processes=2", f"--process_id={i}") for i in range(2)]
     logs = [finish(p) for p in processes]
     assert "JAX process 1 of 2, 2 local / 4 global devices" in logs[1]
+    # Stage 2 is compared more loosely: the cross-process all-reduce sums in another order, and
+    # two GAN steps with binary edge maps amplify that (measured: 34 of 4,096 values of a TNet
+    # kernel off by up to 2.4e-5, a fraction of an Adam step: 2 steps at lr 1e-4 move <= 2e-4).
+    tolerance = {STAGE1: dict(rtol=1e-5, atol=1e-7), STAGE2: dict(rtol=1e-4, atol=5e-5)}
     for stage in (STAGE1, STAGE2):
         one, _ = checkpointing.restore_params(tmp_path / "one" / stage / "checkpoints", NETS[stage])
         two, _ = checkpointing.restore_params(tmp_path / "two" / stage / "checkpoints", NETS[stage])
         for name in NETS[stage]:
             for a, b in zip(jax.tree_util.tree_leaves(one[name]), jax.tree_util.tree_leaves(two[name])):
-                np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=f"{stage}/{name}")
+                np.testing.assert_allclose(b, a, **tolerance[stage], err_msg=f"{stage}/{name}")
