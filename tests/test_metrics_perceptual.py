@@ -3,11 +3,12 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from fsr_jax.metrics import lpips
 from fsr_jax.metrics.weights import reference_file
+
+torch = pytest.importorskip("torch", reason="needs torch (the parity extra): pip install -e '.[test,parity]'")
+F = torch.nn.functional
 
 
 def _reference_weights():

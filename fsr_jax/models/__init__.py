@@ -18,7 +18,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The `model` config section at the paper's sizes (DESIGN.md, Networks)."""
+    """The `model` config section at the paper's sizes (the reference parameter counts hold here)."""
     return ml_collections.ConfigDict(dict(
         # Computation dtype of every network; params are float32 either way.
         dtype="float32",
