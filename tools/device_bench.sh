@@ -11,6 +11,8 @@
 # measurement, so a run cut off by the time limit keeps what it measured) and
 # $OUT/compare.log (progress, then the same JSON). OUT defaults to runs/device_bench;
 # BENCH_LIMIT_S (default 480) bounds the benchmark, PYTHON (default python3) runs it.
+# With bench/faces/HR and bench/faces/LR (real faces copied there), it first checks the device
+# Canny against cv2.Canny on this device (tools/canny_agreement.py -> $OUT/canny_agreement.json).
 set -euo pipefail
 out=${OUT:-runs/device_bench}
 mkdir -p "$out"
@@ -20,6 +22,11 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
+fi
+
+if [ -d bench/faces/HR ] && [ -d bench/faces/LR ]; then
+  "$python" tools/canny_agreement.py --hr_dir bench/faces/HR --lr_dir bench/faces/LR \
+    --out "$out/canny_agreement.json" > /dev/null || echo "device_bench: canny_agreement failed" >&2
 fi
 
 # SIGINT at the limit: Python stops with KeyboardInterrupt, which also ends a PyTorch subprocess.
