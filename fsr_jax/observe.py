@@ -1,7 +1,7 @@
 """What a run shows: a progress line, scalar and image summaries, never a crash for want of TF.
 
 Scalars always go to `metrics.jsonl` and image grids to `images/*.png` in the stage folder;
-where clu, TensorFlow and tensorboard import, the same go to TensorBoard event files too.
+the same go to TensorBoard event files too, written without TensorFlow.
 """
 from __future__ import annotations
 
@@ -60,11 +60,12 @@ class SummaryWriter:
 
 
 def tensorboard_writer(logdir: pathlib.Path) -> Any:
-    """clu's TensorBoard SummaryWriter, or None (logged) where clu / TensorFlow is missing."""
+    """A clu MetricWriter of TensorBoard event files in `logdir`, written without TensorFlow
+    (`fsr_jax.event_writer`, in a background thread), or None (logged) where that fails."""
     try:
-        metric_writers = importlib.import_module("clu.metric_writers")  # imports TensorFlow
-        return metric_writers.SummaryWriter(str(logdir))
-    except Exception as err:  # ImportError, or TF failing to load on an accelerator host
+        event_writer = importlib.import_module("fsr_jax.event_writer")
+        return event_writer.create_writer(logdir)
+    except Exception as err:  # e.g. tensorboard missing, or the folder not writable
         logging.warning("TensorBoard summaries off (%s); scalars go to metrics.jsonl only", err)
         return None
 

@@ -116,8 +116,8 @@ def test_a_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_good_checkp
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(params))
 
 
-def test_summaries_fall_back_to_jsonl_and_png_without_clu(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "clu.metric_writers", None)   # import now raises ImportError
+def test_summaries_fall_back_to_jsonl_and_png_without_an_event_writer(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fsr_jax.event_writer", None)  # import now raises ImportError
     writer = observe.SummaryWriter(tmp_path)
     assert writer.tensorboard is None
     writer.scalars(5, {"tnet/rec": 0.25})
