@@ -6,8 +6,9 @@
   (value, n, n_ref).
 - `niqe(image, block_size=32)`: one (H, W, 3) image in [0, 1] -> float.
 
-Weights come from a cache that `python -m fsr_jax.metrics.weights install` fills; a metric
-whose weights are missing raises `MissingWeightsError` naming that command.
+Weights are fetched into a cache on first use (`python -m fsr_jax.metrics.weights install`
+fetches them all ahead of time); where that fails, a metric raises `MissingWeightsError` naming
+that command.
 """
 from fsr_jax.metrics.frechet import FIDResult, feature_stats, fid, frechet_distance, inception_features
 from fsr_jax.metrics.perceptual import lpips

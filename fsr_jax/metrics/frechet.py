@@ -20,7 +20,7 @@ EPS = 1e-6
 
 
 def inception_params() -> dict:
-    """The converted TF-Inception parameter tree (raises MissingWeightsError naming the install command)."""
+    """The converted TF-Inception parameter tree, fetched into the metric cache on first use."""
     return weights.load_params(weights.INCEPTION_FILE)
 
 

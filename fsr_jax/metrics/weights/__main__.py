@@ -1,6 +1,5 @@
-"""`python -m fsr_jax.metrics.weights install`: fetch and convert the metric weights into the cache."""
+"""`python -m fsr_jax.metrics.weights install`: fetch and convert every metric weight into the cache now."""
 import argparse
-import subprocess
 import sys
 
 from fsr_jax.metrics import weights
@@ -10,14 +9,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fsr_jax.metrics.weights", description=weights.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["install", "where"],
-                        help="install: fetch and convert the weights; where: print the cache folder")
+                        help="install: fetch, verify and convert every weight now; where: print the cache folder")
     args = parser.parse_args(argv)
     if args.command == "where":
         print(weights.cache_dir())
         return 0
     try:
         weights.install()
-    except (ImportError, RuntimeError, subprocess.CalledProcessError) as error:
+    except (weights.MissingWeightsError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
