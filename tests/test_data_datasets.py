@@ -51,7 +51,7 @@ def test_unchanged_folder_is_reused_and_changed_folder_rebuilt(tmp_path, faces_d
     cfg = data.default_config()
     cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
     first = datasets.folder_builder(folder, 64, cfg, "hr")
-    assert "preparing into" in caplog.text
+    assert f"preparing HR faces from {folder}: 5 images, into {first.data_dir}" in caplog.text
     caplog.clear()
     again = datasets.folder_builder(folder, 64, cfg, "hr")
     assert again.data_dir == first.data_dir and "reusing the prepared dataset" in caplog.text

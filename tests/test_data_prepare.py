@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def test_prepare_and_read_without_tensorflow(tmp_path, faces_dir):
         faces, names = datasets.read_faces(datasets.train_builders(cfg)[0])
         import numpy as np
         np.save({str(tmp_path / 'faces.npy')!r}, faces)
+        from fsr_jax import data
+        cfg.cache_decoded = False  # the training batches straight from the array_record files
+        iterator = data.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0,
+                                            process_count=1)
+        batch = next(iterator)
+        iterator.close()
+        print("batch", batch["hr"].shape, batch["lr"].shape)
         assert "tensorflow" not in sys.modules, "TensorFlow was imported"
         print("names", ",".join(names))
     """)
@@ -83,5 +91,37 @@ def test_prepare_and_read_without_tensorflow(tmp_path, faces_dir):
 
     files = sorted((root / "hr").iterdir())
     assert f"names {','.join(f.name for f in files)}" in out.stdout
+    assert "batch (4, 64, 64, 3) (4, 16, 16, 3)" in out.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "faces.npy"),
                                   np.stack([np.asarray(Image.open(f)) for f in files]))
+
+
+def test_prepare_shows_one_bar_and_one_line_per_folder_and_no_download_talk(tmp_path,
+                                                                           faces_dir):
+    root = _small_set(tmp_path / "src", faces_dir)
+    hr, lr, test = root / "hr", root / "lr", root / "test"
+    command = [sys.executable, "-m", "fsr_jax.data.prepare", "--hr_dir", str(hr), "--lr_dir",
+               str(lr), "--test", f"mine={test}", "--tfds_dir", str(tmp_path / "tfds")]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    for tfds_talk in ("ownload", "Generating", "Shuffling", "Variant folder", "Done writing",
+                      "Unknown size", "Subsequent calls"):
+        assert tfds_talk not in text, tfds_talk
+    # Progress bars redraw their line with carriage returns: the distinct bars are the
+    # distinct descriptions in front of a percentage.
+    frames = [f for f in re.split(r"[\r\n]", out.stderr) if re.search(r"\d+%\|", f)]
+    counts = {f"preparing HR faces from {hr}": 6, f"preparing LR faces from {lr}": 5,
+              f"preparing test set 'mine' from {test}": 3}
+    assert {f.split(":")[0] for f in frames} == set(counts)
+    for bar, count in counts.items():
+        last = [f for f in frames if f.startswith(bar + ":")][-1]
+        assert "100%" in last and f"{count}/{count}" in last, last
+    for line in (f"preparing HR faces from {hr}: 6 images, into", f"HR faces from {hr}: 6 "
+                 "images kept", f"preparing LR faces from {lr}: 5 images, into",
+                 f"preparing test set 'mine' from {test}: 3 LR + 3 HR images, into"):
+        assert sum(line in row for row in out.stderr.splitlines()) == 1, line
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert again.returncode == 0 and not re.search(r"\d+%\|", again.stderr)
+    assert f"HR faces from {hr}: reusing the prepared dataset in" in again.stderr

@@ -6,6 +6,10 @@ and the folder's order (sorted names; shuffling disabled, integer keys). What a 
 dropped or changed is stored in the dataset's metadata (`metadata.json`), so later runs can
 log it again.
 
+A preparation shows one progress bar (`label`: what is prepared), advanced while each folder
+is checked and then while the records are written; TFDS's own console messages (a "Downloading
+and preparing dataset Unknown size" line, though nothing downloads, and its bars) are off.
+
 - `FaceFolder`: a folder of faces of one size (HR `HIGH/` or real LR `LOW/`), split 'train'
   of {'image': uint8 (size, size, 3), 'name': file name}.
 - `FaceTestFolder`: a test folder with `LR/` and optional `HR/` (config 'lr_only' or
@@ -27,6 +31,34 @@ from fsr_jax.data import images, synthetic
 _MANUAL = "Pass the folder of images as manual_dir (fsr_jax.data.prepare does this)."
 
 
+class _Quiet(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A builder without TFDS's download messages, which would be false here (nothing
+    downloads; the sizes are unknown): the caller logs one line of its own instead."""
+
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
+    def _progress_bar(self, label: str, enabled: bool) -> tqdm.tqdm:
+        """The one progress bar of this preparation; phases are set with reset + postfix."""
+        return tqdm.tqdm(desc=f"preparing {label}", unit=" images", disable=not enabled,
+                         leave=True)
+
+
+def _advance(records, bar: tqdm.tqdm, phase: str, total: int):
+    """Yields `records`, advancing `bar` (reset to `total`, postfix `phase`); closes it."""
+    bar.reset(total=total)
+    bar.set_postfix_str(phase)
+    try:
+        for record in records:
+            yield record
+            bar.update()
+    finally:
+        bar.close()
+
+
 def _scan_metadata(scan: images.FolderScan) -> dict:
     """JSON-able record of a folder check, kept in the dataset's metadata."""
     return {
@@ -40,19 +72,20 @@ def _scan_metadata(scan: images.FolderScan) -> dict:
     }
 
 
-class FaceFolder(tfds.core.GeneratorBasedBuilder):
+class FaceFolder(_Quiet):
     """A folder of face images at one size (checked and normalised by `images.scan_folder`)."""
 
     VERSION = tfds.core.Version("1.0.0")
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
 
     def __init__(self, *, size: int, on_bad_image: str, on_wrong_size: str,
-                 progress: bool = True, **kwargs):
+                 progress: bool = True, label: str = "faces", **kwargs):
         self._size = size
         self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size)
-        self._progress = progress
+        self._progress, self._label = progress, label
         super().__init__(**kwargs)
-        self._original_state.update(size=size, progress=progress, **self._policy)  # pickling
+        self._original_state.update(size=size, progress=progress, label=label,
+                                    **self._policy)  # pickling
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -66,17 +99,22 @@ class FaceFolder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        scan = images.scan_folder(dl_manager.manual_dir, self._size, progress=self._progress,
-                                  **self._policy)
+        bar = self._progress_bar(self._label, self._progress)
+        try:
+            scan = images.scan_folder(dl_manager.manual_dir, self._size, bar=bar, **self._policy)
+        except BaseException:
+            bar.close()
+            raise
         self.info.metadata["scans"] = {"image": _scan_metadata(scan)}
-        return {"train": self._generate_examples(scan.good)}
+        return {"train": _advance(self._generate_examples(scan.good), bar, "writing",
+                                  len(scan.good))}
 
     def _generate_examples(self, paths):
         for index, path in enumerate(paths):
             yield index, {"image": images.check_image(path, self._size).png, "name": path.name}
 
 
-class FaceTestFolder(tfds.core.GeneratorBasedBuilder):
+class FaceTestFolder(_Quiet):
     """A test folder: `LR/` and, for config 'paired', `HR/` with the same file names."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -85,13 +123,13 @@ class FaceTestFolder(tfds.core.GeneratorBasedBuilder):
                        tfds.core.BuilderConfig(name="paired")]
 
     def __init__(self, *, hr_size: int, lr_size: int, on_bad_image: str, on_wrong_size: str,
-                 progress: bool = True, **kwargs):
+                 progress: bool = True, label: str = "test faces", **kwargs):
         self._sizes = {"hr": hr_size, "lr": lr_size}
         self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size)
-        self._progress = progress
+        self._progress, self._label = progress, label
         super().__init__(**kwargs)
         self._original_state.update(hr_size=hr_size, lr_size=lr_size, progress=progress,
-                                    **self._policy)  # pickling
+                                    label=label, **self._policy)  # pickling
 
     @property
     def _parts(self) -> tuple[str, ...]:
@@ -110,14 +148,20 @@ class FaceTestFolder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = pathlib.Path(dl_manager.manual_dir)
-        scans = {p: images.scan_folder(root / p.upper(), self._sizes[p], progress=self._progress,
-                                       **self._policy)
-                 for p in self._parts}
-        names = sorted(path.name for path in scans["lr"].good)
-        if "hr" in scans:
-            names = _pair_names(root, scans["lr"], scans["hr"])
+        bar = self._progress_bar(self._label, self._progress)
+        try:
+            scans = {p: images.scan_folder(root / p.upper(), self._sizes[p], bar=bar,
+                                           **self._policy)
+                     for p in self._parts}
+            names = sorted(path.name for path in scans["lr"].good)
+            if "hr" in scans:
+                names = _pair_names(root, scans["lr"], scans["hr"])
+        except BaseException:
+            bar.close()
+            raise
         self.info.metadata["scans"] = {p: _scan_metadata(s) for p, s in scans.items()}
-        return {"test": self._generate_examples(root, names)}
+        return {"test": _advance(self._generate_examples(root, names), bar, "writing",
+                                 len(names))}
 
     def _generate_examples(self, root: pathlib.Path, names):
         for index, name in enumerate(names):
@@ -148,7 +192,7 @@ def _pair_names(root: pathlib.Path, lr: images.FolderScan, hr: images.FolderScan
     return sorted(lr_names & hr_names)
 
 
-class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
+class SyntheticFaces(_Quiet):
     """The generated default faces (see `fsr_jax.data.synthetic`), deterministic by seed.
 
     Configs: 'hr' (HR training faces), 'lr' (degraded "real" LR training faces), 'test_paired'
@@ -160,13 +204,13 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
                        for n in ("hr", "lr", "test_paired", "test_lr")]
 
     def __init__(self, *, count: int, seed: int, hr_size: int, lr_size: int,
-                 progress: bool = True, **kwargs):
+                 progress: bool = True, label: str = "synthetic faces", **kwargs):
         self._count, self._seed = count, seed
         self._hr_size, self._lr_size = hr_size, lr_size
-        self._progress = progress
+        self._progress, self._label = progress, label
         super().__init__(**kwargs)
         self._original_state.update(count=count, seed=seed, hr_size=hr_size, lr_size=lr_size,
-                                    progress=progress)  # pickling
+                                    progress=progress, label=label)  # pickling
 
     def _info(self) -> tfds.core.DatasetInfo:
         hr = tfds.features.Image(shape=(self._hr_size, self._hr_size, 3))
@@ -189,7 +233,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
         del dl_manager
         split = "train" if self.builder_config.name in ("hr", "lr") else "test"
         self.info.metadata["synthetic"] = {"count": self._count, "seed": self._seed}
-        return {split: self._generate_examples()}
+        bar = self._progress_bar(self._label, self._progress)
+        return {split: _advance(self._generate_examples(), bar, "drawing", self._count)}
 
     def _example(self, index: int) -> dict:
         """The record of face `index` of this config, as PNG bytes."""
@@ -208,8 +253,7 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self):
         kind = self.builder_config.name
-        for index in tqdm.trange(self._count, desc=f"drawing synthetic {kind} faces",
-                                 unit=" faces", disable=not self._progress, leave=False):
+        for index in range(self._count):
             name = f"synthetic_{kind}_{index:06d}.png"
             yield index, {**self._example(index), "name": name}
 

@@ -4,12 +4,16 @@ Each source (a folder, or the synthetic default) is prepared into its own direct
 `data.tfds_dir`, named after the folder plus a digest of everything that decides its content
 (absolute path, every entry's name, size and mtime, image sizes, policies, builder version).
 A changed folder or policy therefore gets a fresh preparation, and an unchanged one is reused;
-the log says which, and repeats what the folder check dropped or changed.
+the log says which, and repeats what the folder check dropped or changed. A preparation logs
+one line of its own (e.g. "preparing HR faces from /data/HIGH: 900 images, into ...") and shows
+one progress bar; TFDS's own messages are kept off the console meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging as std_logging
 import os
 import pathlib
 import re
@@ -62,33 +66,67 @@ def _tfds_dir(data_cfg) -> pathlib.Path:
     return pathlib.Path(os.path.expanduser(data_cfg.tfds_dir))
 
 
-def _prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir=None):
-    """Builds `builder` unless its directory holds a finished preparation; logs which."""
-    if builder.is_prepared():
-        logging.info("%s: reusing the prepared dataset in %s", what, builder.data_dir)
-    else:
-        logging.info("%s: preparing into %s (first use, or the source changed)", what,
-                     builder.data_dir)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+class _TfdsChatter(std_logging.Filter):
+    """Drops TFDS's INFO records (generating, writing, loading info) and its warning that a
+    not yet prepared folder has no dataset_info.json; keeps every other record."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        if "tensorflow_datasets" not in record.pathname:
+            return True
+        if record.levelno <= std_logging.INFO:
+            return False
+        return not str(record.msg).startswith("Variant folder")
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's console output off (its log chatter and progress bars) while ours runs."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    bars_were_on = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(False)
+    chatter = _TfdsChatter()
+    absl_logger = std_logging.getLogger("absl")
+    absl_logger.addFilter(chatter)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(chatter)
+        tfds.display_progress_bar(bars_were_on)
+
+
+def _prepare(make_builder, what: str, count: str, manual_dir=None):
+    """The builder `make_builder()` returns, built unless its directory holds a finished
+    preparation. Logs one line: that it prepares `what` (`count` of it) and where, or that it
+    reuses the prepared dataset; then what the folder checks dropped or changed."""
+    with _quiet_tfds():
+        builder = make_builder()
+        if builder.is_prepared():
+            logging.info("%s: reusing the prepared dataset in %s", what, builder.data_dir)
+        else:
+            logging.info("preparing %s: %s, into %s (first use, or the source changed)", what,
+                         count, builder.data_dir)
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     for part, scan in builder.info.metadata.get("scans", {}).items():
-        logging.info("%s (%s): %s", what, part, scan["summary"])
+        summary = scan["summary"].removeprefix(f"{scan['folder']}: ")
+        logging.info("%s%s: %s", what, "" if part == "image" else f" ({part.upper()})", summary)
     return builder
 
 
 def folder_builder(folder, size: int, data_cfg, role: str) -> builders.FaceFolder:
     """The prepared `FaceFolder` of an HR or LR training folder (built on first use)."""
     folder = pathlib.Path(os.path.expanduser(folder)).resolve()
-    images.list_folder(folder)  # a clear error for a missing or empty folder, before anything
+    listing = images.list_folder(folder)  # a clear error for a missing or empty folder, first
     key = _digest({"folder": str(folder), "state": _folder_state(folder), "size": size,
                    "bad": data_cfg.on_bad_image, "wrong": data_cfg.on_wrong_size,
                    "version": str(builders.FaceFolder.VERSION)})
-    builder = builders.FaceFolder(
+    what = f"{role.upper()} faces from {folder}"
+    return _prepare(lambda: builders.FaceFolder(
         size=size, on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
-        progress=data_cfg.progress,
+        progress=data_cfg.progress, label=what,
         data_dir=_tfds_dir(data_cfg) / f"{role}-{_slug(folder.name)}-{key}",
-        file_format="array_record")
-    return _prepare(builder, f"{role} faces {folder}", manual_dir=folder)
+        file_format="array_record"), what, f"{len(listing.images)} images", manual_dir=folder)
 
 
 def test_folder_builder(folder, data_cfg, name: str) -> builders.FaceTestFolder:
@@ -99,16 +137,19 @@ def test_folder_builder(folder, data_cfg, name: str) -> builders.FaceTestFolder:
     if not (folder / "LR").is_dir():
         raise images.DataError(f"test set {name!r}: {folder} has no LR/ folder")
     config = "paired" if (folder / "HR").is_dir() else "lr_only"
+    parts = ("LR", "HR") if config == "paired" else ("LR",)
+    count = " + ".join(f"{len(images.list_folder(folder / p).images)} {p}" for p in parts)
     key = _digest({"folder": str(folder), "state": _folder_state(folder),
                    "sizes": [data_cfg.hr_size, data_cfg.lr_size], "bad": data_cfg.on_bad_image,
                    "wrong": data_cfg.on_wrong_size, "config": config,
                    "version": str(builders.FaceTestFolder.VERSION)})
-    builder = builders.FaceTestFolder(
+    what = f"test set {name!r} from {folder}"
+    return _prepare(lambda: builders.FaceTestFolder(
         config=config, hr_size=data_cfg.hr_size, lr_size=data_cfg.lr_size,
         on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
-        progress=data_cfg.progress,
-        data_dir=_tfds_dir(data_cfg) / f"test-{_slug(name)}-{key}", file_format="array_record")
-    return _prepare(builder, f"test set {name!r} ({folder}, {config})", manual_dir=folder)
+        progress=data_cfg.progress, label=what,
+        data_dir=_tfds_dir(data_cfg) / f"test-{_slug(name)}-{key}", file_format="array_record"),
+        what, f"{count} images", manual_dir=folder)
 
 
 def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
@@ -118,11 +159,12 @@ def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
     key = _digest({"count": count, "seed": data_cfg.synthetic_seed,
                    "sizes": [data_cfg.hr_size, data_cfg.lr_size],
                    "version": str(builders.SyntheticFaces.VERSION)})
-    builder = builders.SyntheticFaces(
+    what = f"synthetic {config} faces (seed {data_cfg.synthetic_seed})"
+    return _prepare(lambda: builders.SyntheticFaces(
         config=config, count=count, seed=data_cfg.synthetic_seed, hr_size=data_cfg.hr_size,
-        lr_size=data_cfg.lr_size, progress=data_cfg.progress,
-        data_dir=_tfds_dir(data_cfg) / f"synthetic-{key}", file_format="array_record")
-    return _prepare(builder, f"synthetic {config} faces ({count}, seed {data_cfg.synthetic_seed})")
+        lr_size=data_cfg.lr_size, progress=data_cfg.progress, label=what,
+        data_dir=_tfds_dir(data_cfg) / f"synthetic-{key}", file_format="array_record"),
+        what, f"{count} faces to draw")
 
 
 def train_builders(data_cfg) -> tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]:

@@ -19,7 +19,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import tqdm
-from absl import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # File name extensions read as images (lower case); any other file is ignored and counted.
@@ -277,6 +276,7 @@ def scan_folder(
     on_bad_image: str = "error",
     on_wrong_size: str = "resize",
     progress: bool = True,
+    bar: tqdm.tqdm | None = None,
 ) -> FolderScan:
     """Checks every image of a folder against the policies before anything is stored.
 
@@ -285,7 +285,9 @@ def scan_folder(
       size: the side every image must have (or is resized to).
       on_bad_image: 'error' raises listing every undecodable file; 'skip' drops and counts them.
       on_wrong_size: 'resize' resizes (counted); 'error' raises listing every wrong-sized file.
-      progress: show a progress bar.
+      progress: show a progress bar of its own (when `bar` is None).
+      bar: a progress bar to advance instead (the caller's one bar for a whole preparation):
+        reset to this folder's image count, with the postfix 'checking <folder name>'.
 
     Raises:
       DataError: missing/empty folder, or a policy of 'error' met an offending file.
@@ -296,18 +298,27 @@ def scan_folder(
         raise ValueError(f"on_wrong_size must be one of {ON_WRONG_SIZE}, got {on_wrong_size!r}")
     listing = list_folder(folder)
     good, bad, resized, changes = [], [], [], collections.Counter()
-    bar = tqdm.tqdm(listing.images, desc=f"checking {listing.folder}", unit=" images",
-                    disable=not progress, leave=False)
-    for path in bar:
-        try:
-            checked = check_image(path, size)
-        except BadImageError as e:
-            bad.append((path.name, e.reason))
-            continue
-        good.append(path)
-        if checked.resized:
-            resized.append(path.name)
-        changes.update(_change_kind(c) for c in checked.changes)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm.tqdm(desc=f"checking {listing.folder}", unit=" images",
+                        disable=not progress, leave=False)
+    bar.reset(total=len(listing.images))
+    bar.set_postfix_str(f"checking {listing.folder.name}")
+    try:
+        for path in listing.images:
+            bar.update()
+            try:
+                checked = check_image(path, size)
+            except BadImageError as e:
+                bad.append((path.name, e.reason))
+                continue
+            good.append(path)
+            if checked.resized:
+                resized.append(path.name)
+            changes.update(_change_kind(c) for c in checked.changes)
+    finally:
+        if own_bar:
+            bar.close()
     if bad and on_bad_image == "error":
         raise DataError(
             f"{len(bad)} files in {listing.folder} are not decodable images "
@@ -322,8 +333,6 @@ def scan_folder(
         )
     if not good:
         raise DataError(f"image folder {listing.folder} holds no decodable image")
-    scan = FolderScan(listing.folder, tuple(good), tuple(bad), listing.ignored, tuple(resized),
+    return FolderScan(listing.folder, tuple(good), tuple(bad), listing.ignored, tuple(resized),
                       dict(changes))
-    logging.info("checked %s", scan.summary())
-    return scan
 
