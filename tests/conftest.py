@@ -1,6 +1,10 @@
-"""Test-wide set-up: 4 forced CPU devices, JAX's persistent compilation cache, the shared faces.
+"""Test-wide set-up: 4 forced CPU devices, JAX's persistent compilation cache, the real faces.
 
 XLA_FLAGS must be set before jax is first imported, so this runs at collection time.
+
+The real faces live outside the repository: $FSR_JAX_TEST_FACES, by default ../shared/data/faces
+beside the checkout (see helpers.FACES_HINT for what the folder must hold). Every test that reads
+them goes through the `faces_dir` fixture and is skipped, with that hint, when they are absent.
 """
 import os
 import pathlib
@@ -11,8 +15,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-FACES = REPO.parent / "shared" / "data" / "faces"
+from helpers import REPO, face_files, require_faces  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", str(REPO / ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -20,10 +23,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 @pytest.fixture(scope="session")
 def faces_dir() -> pathlib.Path:
-    """The shared real face set (../shared/data/faces); its absence is an error, not a skip."""
-    if not FACES.is_dir():
-        raise FileNotFoundError(f"the shared face set is missing: expected {FACES}")
-    return FACES
+    """The real face set ($FSR_JAX_TEST_FACES or ../shared/data/faces); a skip naming the
+    variable and the folder's expected layout when it is absent."""
+    return require_faces()
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +36,7 @@ def load_faces(faces_dir):
     from PIL import Image
 
     def load(subdir: str, n: int, size: int | None = None):
-        files = sorted((faces_dir / subdir).glob("*.png"))[:n]
-        if len(files) < n:
-            raise FileNotFoundError(f"{faces_dir / subdir} holds {len(files)} PNGs, the test needs {n}")
-        images = [Image.open(f).convert("RGB") for f in files]
+        images = [Image.open(f).convert("RGB") for f in face_files(faces_dir / subdir, n)]
         if size is not None:
             images = [im.resize((size, size), Image.BICUBIC) for im in images]
         return np.stack([np.asarray(im) for im in images])

@@ -9,7 +9,7 @@ import pytest
 from fsr_jax import edges, losses, models
 from fsr_jax.models import Downsampler, FeedbackSR, LightCNN
 from fsr_jax.models.layers import bilinear_upsample
-from helpers import read_faces
+from helpers import conv_reference, conv_transpose_reference, read_faces
 
 SMALL_SR = dict(features=8, groups=2, steps=3)
 
@@ -153,25 +153,29 @@ def test_dense_projection_and_pointwise_conv_are_chosen_per_platform():
             dimension_numbers=("NHWC", "HWIO", "NHWC")) + variables["params"]["bias"]), atol=1e-6)
 
 
-def test_transposed_projection_matches_torch():
-    """lax.conv_transpose with Flax padding 5 == torch ConvTranspose2d(k8, s4, p2) (flipped kernel)."""
-    import torch
+@pytest.mark.parametrize("scale, size, channels, features", [(2, 5, 3, 4), (3, 5, 3, 4), (4, 16, 5, 6)])
+def test_every_projection_form_equals_a_numpy_loop(scale, size, channels, features):
+    """Up: torch's ConvTranspose2d(k = scale + 4, stride = scale, padding 2) with lax's kernel
+    flipped; down: Conv2d(same k, stride, padding). Both as plain loops over taps in helpers."""
+    from fsr_jax.models.layers import PROJECTION_IMPLS, DownProjection, UpProjection
 
-    from fsr_jax.models.layers import UpProjection
-
-    x = np.random.default_rng(0).normal(size=(2, 16, 16, 5)).astype(np.float32)
-    up = UpProjection(6, 4, "transpose")
-    params = up.init(jax.random.key(0), x)
-    kernel, bias = (np.asarray(params["params"][k]) for k in ("kernel", "bias"))
-    layer = torch.nn.ConvTranspose2d(5, 6, 8, stride=4, padding=2)
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(kernel[::-1, ::-1].transpose(2, 3, 0, 1).copy()))
-        layer.bias.copy_(torch.from_numpy(bias + 0.5))
-        reference = layer(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
-    params["params"]["bias"] = params["params"]["bias"] + 0.5
-    np.testing.assert_allclose(np.asarray(up.apply(params, x)), reference, atol=1e-5)
-    dense = UpProjection(6, 4, "dense").apply(params, x)
-    np.testing.assert_allclose(np.asarray(dense), reference, atol=1e-5)
+    rng = np.random.default_rng(20 + scale)
+    k = scale + 4
+    for layer, x_size in ((UpProjection, size), (DownProjection, size * scale)):
+        x = rng.normal(size=(2, x_size, x_size, channels)).astype(np.float32)
+        params = layer(features, scale, "transpose").init(jax.random.key(scale), x)
+        params["params"]["bias"] = params["params"]["bias"] + rng.normal(size=features).astype(np.float32)
+        kernel, bias = (np.asarray(params["params"][name]) for name in ("kernel", "bias"))
+        assert kernel.shape == (k, k, channels, features)
+        if layer is UpProjection:
+            reference = conv_transpose_reference(x, kernel[::-1, ::-1], bias, scale, 2)
+            assert reference.shape == (2, size * scale, size * scale, features)
+        else:
+            reference = conv_reference(x, kernel, bias, scale, 2)
+            assert reference.shape == (2, size, size, features)
+        for impl in PROJECTION_IMPLS:
+            out = np.asarray(jax.jit(layer(features, scale, impl).apply)(params, x))
+            np.testing.assert_allclose(out, reference, atol=1e-5, rtol=1e-5, err_msg=f"{layer.__name__} {impl}")
 
 
 @pytest.fixture
