@@ -36,6 +36,15 @@ from typing import Any
 import numpy as np
 from absl import logging
 from PIL import Image
+# tensorboard's pieces import no TensorFlow (its `compat.tf` is resolved lazily, and the event
+# file writer falls back to tensorboard's own file stub where TensorFlow is absent).
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.text import metadata as text_metadata
+from tensorboard.summary.writer import event_file_writer
+from tensorboard.util import tensor_util
 
 _PACKAGE = "clu.metric_writers"
 
@@ -91,16 +100,6 @@ def clu_writers() -> types.SimpleNamespace:
 
 _clu = clu_writers()
 
-# tensorboard's pieces import no TensorFlow (its `compat.tf` is resolved lazily, and the event
-# file writer falls back to tensorboard's own file stub where TensorFlow is absent).
-from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: E402
-from tensorboard.plugins.histogram import metadata as histogram_metadata  # noqa: E402
-from tensorboard.plugins.image import metadata as image_metadata  # noqa: E402
-from tensorboard.plugins.scalar import metadata as scalar_metadata  # noqa: E402
-from tensorboard.plugins.text import metadata as text_metadata  # noqa: E402
-from tensorboard.summary.writer import event_file_writer  # noqa: E402
-from tensorboard.util import tensor_util  # noqa: E402
-
 # Buckets of a histogram when the caller names none (tf.summary.histogram's default).
 DEFAULT_HISTOGRAM_BUCKETS = 30
 
@@ -135,11 +134,6 @@ class EventFileMetricWriter(_clu.MetricWriter):
         super().__init__()
         self.logdir = pathlib.Path(logdir)
         self._writer = event_file_writer.EventFileWriter(str(self.logdir), flush_secs=flush_secs)
-
-    @property
-    def path(self) -> pathlib.Path:
-        """The event file being written."""
-        return pathlib.Path(self._writer._file_name)  # pylint: disable=protected-access
 
     def _add(self, step: int, tag: str, tensor, metadata: summary_pb2.SummaryMetadata) -> None:
         value = summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=metadata)
