@@ -2,6 +2,8 @@
 
 python -m fsr_jax.main --config configs/teacher_student.py --workdir runs/demo
 """
+import os
+
 import ml_collections
 
 from fsr_jax import data, models
@@ -69,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
         checkpoint_every=1000,     # orbax checkpoint, in steps (and always at the end)
         keep_checkpoints=3,        # newest checkpoints kept
         summary_images=4,          # faces in each image grid
+        # JAX's persistent compilation cache: a rerun of the same config loads its compiled
+        # steps instead of compiling them again ('' turns it off).
+        compilation_cache=os.path.join(os.environ.get("FSR_JAX_CACHE", "~/.cache/fsr_jax"), "jax_compilation"),
     ))
 
     # Evaluation (--config.mode=eval): W/eval/<step>/ gets metrics.json, table.md (Tables 1-2),

@@ -8,6 +8,10 @@ TPU and SLURM).
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
+import os
+import pathlib
 import sys
 
 import jax
@@ -15,6 +19,22 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fsr_jax.data.config import parse_test_sets
+from fsr_jax.stopping import StoppedBeforeTraining, Stopper
+
+
+
+def configs_help() -> str:
+    """The configs shipped in the `configs` package, one line each (their docstrings' first lines)."""
+    spec = importlib.util.find_spec("configs")
+    lines = []
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for path in sorted(pathlib.Path(folder).glob("[!_]*.py")):
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            lines.append(f"  configs/{path.name:<22} {doc.splitlines()[0] if doc else ''}")
+    return "\nConfigs (--config configs/NAME.py, then --config.SECTION.FIELD=VALUE to override):\n" + "\n".join(lines) + "\n"
+
+
+__doc__ += configs_help()
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, summaries, evaluations.")
@@ -54,6 +74,19 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+def enable_compilation_cache(folder: str) -> None:
+    """JAX's persistent compilation cache in `folder` (~ expanded); '' leaves it off, and a cache
+    folder already given to JAX (JAX_COMPILATION_CACHE_DIR) is kept."""
+    if folder and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(folder))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+#: The process's signal handling, installed before the flags are parsed (the config file's
+#: imports take seconds): a signal before training ends the job with one line.
+_STOP = Stopper()
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -68,13 +101,14 @@ def main(argv: list[str]) -> None:
     from fsr_jax.data.images import DataError  # noqa: PLC0415
 
     config = _CONFIG.value
+    enable_compilation_cache(config.train.get("compilation_cache", ""))
     try:
         data.add_test_sets(config.data, _TEST_SETS.value)
         if config.mode == "eval":
             from fsr_jax import evaluate  # noqa: PLC0415
             evaluate.evaluate(config, _WORKDIR.value)
         else:
-            train.train_and_evaluate(config, _WORKDIR.value)
+            train.train_and_evaluate(config, _WORKDIR.value, _STOP)
     except (config_checks.ConfigError, train.NonFiniteLossError, checkpointing.CheckpointError,
             metrics.MissingWeightsError, DataError) as err:
         logging.error("%s", err)
@@ -82,5 +116,15 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def run() -> None:
+    """`python -m fsr_jax.main`: absl's app.run with signals handled from the start."""
+    with _STOP:
+        try:
+            app.run(main)
+        except StoppedBeforeTraining as err:
+            print(f"stopped: {err}", file=sys.stderr, flush=True)
+            sys.exit(128 + _STOP.signal)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

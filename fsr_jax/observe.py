@@ -9,7 +9,7 @@ import importlib
 import json
 import pathlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -70,24 +70,65 @@ def tensorboard_writer(logdir: pathlib.Path) -> Any:
         return None
 
 
-class Progress:
-    """The progress line: stage, epoch, step, images/s, ETA and the loss terms."""
+#: What each loss term measures, by the last part of its name, logged once per stage so that
+#: a value can be read without the source.
+TERM_MEANINGS = {
+    "content": "mean |DeNet(HR) - bicubic(HR)| per pixel value, images in [0, 1]",
+    "rec": "MSE to the target (HR, or TNet's pseudo-HR for SNet), mean over the 3 iterations",
+    "adv": "generator GAN loss (logistic: 0.693 = ln 2 when D is at chance)",
+    "loss": "discriminator GAN loss (logistic: 1.386 = 2 ln 2 at chance, lower = D wins)",
+    "lr": "MSE between the real LR and DSNet(SR(real LR))",
+    "hr": "MSE of the cycle HR -> DSNet -> TNet against HR, mean over the iterations",
+}
 
-    def __init__(self, stage: str, total_steps: int, steps_per_epoch: int, batch_size: int, start_step: int):
+
+def explain_terms(names) -> str:
+    """One line naming what each logged loss term measures (`TERM_MEANINGS`)."""
+    meanings = {}
+    for name in sorted(names):
+        meanings.setdefault(TERM_MEANINGS.get(name.rsplit("/", 1)[-1], "see the stage's step"), []).append(name)
+    return "loss terms: " + "; ".join(f"{', '.join(n)}: {m}" for m, n in meanings.items())
+
+
+class Progress:
+    """The progress line: stage, epoch, step, images/s and ETA, timed from `start` (after
+    compilation and the first call), so neither enters the rate. `later(seconds_per_step)`
+    predicts the seconds of the stages after this one, for the ETA of the whole run."""
+
+    def __init__(self, stage: str, total_steps: int, steps_per_epoch: int, batch_size: int,
+                 later: Callable[[float], float] | None = None):
         self.stage, self.total, self.per_epoch, self.batch = stage, total_steps, steps_per_epoch, batch_size
-        self.last_step, self.last_time = start_step, time.perf_counter()
+        self.later = later
+        self.last_step, self.last_time = 0, None
+
+    def start(self, step: int) -> None:
+        """Start timing at `step` (steps done)."""
+        self.last_step, self.last_time = step, time.perf_counter()
+
+    def seconds_since_line(self) -> float:
+        """Seconds since the previous line (0 before `start`)."""
+        return time.perf_counter() - self.last_time if self.last_time is not None else 0.0
 
     def line(self, step: int, metrics: dict[str, float]) -> tuple[str, float]:
-        """(the line, images/s since the previous line) at `step` (steps done so far)."""
+        """(the line, images/s since the previous line; 0 before `start`) at `step` (steps done)."""
         now = time.perf_counter()
-        rate = (step - self.last_step) * self.batch / max(now - self.last_time, 1e-9)
-        self.last_step, self.last_time = step, now
-        eta = (self.total - step) * self.batch / rate if rate > 0 else float("inf")
+        steps_timed = step - self.last_step
+        rate = steps_timed * self.batch / (now - self.last_time) if self.last_time and steps_timed else 0.0
+        if self.last_time is not None:
+            self.last_step, self.last_time = step, now
+        eta = "ETA ?"
+        if rate > 0:
+            seconds_per_step = self.batch / rate
+            eta = f"ETA {format_seconds((self.total - step) * seconds_per_step)}"
+            if self.later is not None:
+                whole = (self.total - step) * seconds_per_step + self.later(seconds_per_step)
+                eta += f" (all stages {format_seconds(whole)})"
         epoch = step // self.per_epoch + 1
         epochs = -(-self.total // self.per_epoch)
         terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        speed = f"{rate:.1f} img/s" if rate > 0 else "? img/s"
         text = (f"[{self.stage}] epoch {min(epoch, epochs)}/{epochs} step {step}/{self.total} "
-                f"{rate:.1f} img/s ETA {format_seconds(eta)} | {terms}")
+                f"{speed} {eta} | {terms}")
         return text, rate
 
 

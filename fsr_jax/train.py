@@ -10,7 +10,7 @@ import functools
 import json
 import math
 import pathlib
-import signal
+import time
 from typing import Any
 
 import jax
@@ -19,37 +19,20 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, data, losses, observe
+from fsr_jax import checkpointing, config_checks, cost, data, losses, observe
 from fsr_jax.mesh import data_mesh, replicated
+from fsr_jax.stopping import Stopper
 from fsr_jax.steps import (STAGE1, STAGE2, Nets, TrainState, init_state, learning_rate_schedule,
                            make_optimizer, scan_steps, stage_step, synthetic_lr)
 
 
+#: A progress line at least this often (seconds), whatever `train.log_every` says, so that a slow
+#: step (full-size networks on a CPU) still shows the run is alive.
+PROGRESS_EVERY_S = 60.0
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or Inf; the message names the term and the step."""
-
-
-class StopRequested:
-    """Turns SIGTERM / SIGINT (pre-emption, Ctrl-C) into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self.previous: dict = {}
-
-    def __enter__(self) -> StopRequested:
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        del frame
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
@@ -206,8 +189,37 @@ class Stage:
         grids = jax.device_get(self.preview(state, batch))
         writer.images(step, {f"{self.name}/{name}": observe.image_grid(cols) for name, cols in grids.items()})
 
-    def run(self, workdir: str) -> TrainState:
-        """Train from the newest checkpoint to `total_steps`; SIGTERM/SIGINT save and return."""
+    def compile(self, count: int, state: TrainState, batches, stop: Stopper):
+        """The compiled call of `count` steps, announced and timed; the main thread keeps
+        handling signals meanwhile (a stop during compilation ends the run at once)."""
+        what = f"[{self.name}] compiling the training step" + (f" ({count} steps per call)" if count > 1 else "")
+        record = self.dir / "compile_seconds.json"
+        seen = json.loads(record.read_text()) if record.is_file() else {}
+        hint = (f"about {seen[str(count)]:.0f} s last time" if str(count) in seen else
+                "one-off; minutes on a CPU for full-size networks, then cached on disk")
+        logging.info("%s (%s)", what, hint)
+        start = time.perf_counter()
+        compiled_call = stop.wait(lambda: self.steps_fn.lower(state, batches).compile())
+        seconds = time.perf_counter() - start
+        logging.info("%s: done in %.1f s", what, seconds)
+        if self.primary:
+            record.write_text(json.dumps({**seen, str(count): round(seconds, 1)}))
+        return compiled_call
+
+    def process(self, first: int, metrics, interval: dict[str, list[float]]) -> None:
+        """Fetch one call's metrics (waiting for that call), NaN-check each step, add to `interval`."""
+        for i, host_values in enumerate(unstack_metrics(jax.device_get(metrics))):
+            check_finite(host_values, first + i)
+            for k, v in host_values.items():
+                interval.setdefault(k, []).append(v)
+
+    def run(self, workdir: str, stop: Stopper, later=None) -> TrainState:
+        """Train from the newest checkpoint to `total_steps`; a stop signal saves and returns.
+
+        The loop runs at most one call ahead of the device: after dispatching call i it waits
+        for call i-1's metrics, so a stop is honoured within about one call. `later(seconds per
+        step)`: predicted seconds of the stages after this one, for the progress line's ETA.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.primary:
             (self.dir / "config.json").write_text(self.config.to_json_best_effort(indent=2))
@@ -220,56 +232,120 @@ class Stage:
                      jax.device_count(), step)
         writer = observe.SummaryWriter(self.dir, enabled=self.primary)
         progress = observe.Progress(self.name, self.total_steps, self.steps_per_epoch,
-                                    self.cfg.batch_size, step)
+                                    self.cfg.batch_size, later)
         train = self.config.train
+        programs: dict[int, Any] = {}
         interval: dict[str, list[float]] = {}
-        unchecked: list[tuple[int, dict]] = []   # (first step of a call, device metrics) not fetched yet
-        with StopRequested() as stop, jax.set_mesh(self.mesh):
+        pending = None            # (first step, device metrics) of the call before the newest
+        stop.in_loop = False      # until the first call runs, a stop has nothing new to save
+        with jax.set_mesh(self.mesh):
             while step < self.total_steps:
                 count = min(train.steps_per_call, self.total_steps - step)
                 host = [next(self.data) for _ in range(count)]
                 batches = data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]},
                                            self.mesh, stacked=True)
-                state, metrics = self.steps_fn(state, batches)
-                unchecked.append((step + 1, metrics))
+                if count not in programs:
+                    programs[count] = self.compile(count, state, batches, stop)
+                state, metrics = programs[count](state, batches)
+                if pending is not None:
+                    self.process(*pending, interval)
+                pending, first_call = (step + 1, metrics), not stop.in_loop
                 step, before = step + count, step
-                log_now = crossed(before, step, train.log_every) or step == self.total_steps
-                save_now = crossed(before, step, train.checkpoint_every) or step == self.total_steps or stop
+                stop.in_loop = True
+                stopping = stop.agreed()
+                log_now = (first_call or crossed(before, step, train.log_every)
+                           or step == self.total_steps or progress.seconds_since_line() > PROGRESS_EVERY_S)
+                save_now = (crossed(before, step, train.checkpoint_every) or step == self.total_steps
+                            or stopping)
                 images_now = crossed(before, step, train.images_every)
                 if not (log_now or save_now or images_now):
-                    continue  # no host sync: the device runs ahead while the next batches load
-                for first, values in zip([s for s, _ in unchecked], jax.device_get([m for _, m in unchecked])):
-                    for i, host_values in enumerate(unstack_metrics(values)):
-                        check_finite(host_values, first + i)
-                        for k, v in host_values.items():
-                            interval.setdefault(k, []).append(v)
-                unchecked.clear()
+                    continue
+                self.process(*pending, interval)
+                pending = None
                 if log_now:
                     means = {k: float(np.mean(v)) for k, v in interval.items()}
                     interval.clear()
                     line, rate = progress.line(step, means)
                     logging.info(line)
+                    if first_call:
+                        logging.info("[%s] %s", self.name, observe.explain_terms(means))
+                        progress.start(step)
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
-                                          "images_per_second": rate})
+                                          **({"images_per_second": rate} if rate else {})})
                 if images_now:
                     self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
                 if save_now:
                     self.save(state, step)
-                if stop:
-                    logging.warning("[%s] signal %d: checkpoint %d written, stopping", self.name,
-                                    stop.signal, step)
+                if stopping:
+                    logging.warning("[%s] %s: checkpoint %d written, stopping", self.name, stop.reason, step)
                     break
+        stop.in_loop = False
         writer.close()
         return state
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Run the configured stages into `workdir`, resuming each from its newest checkpoint."""
+def stage_total_steps(config: ml_collections.ConfigDict, stage: str, num_hr: int) -> int:
+    """A stage's length: `max_steps`, else its epochs over `num_hr` HR faces in full batches."""
+    cfg = stage_config(config, stage)
+    return cfg.max_steps or cfg.epochs * (num_hr // cfg.batch_size)
+
+
+def steps_left(config: ml_collections.ConfigDict, workdir: str, num_hr: int) -> dict[str, int]:
+    """Steps still to train per configured stage (its newest checkpoint read from `workdir`)."""
+    left = {}
+    for stage in config.stages:
+        done = checkpointing.latest_step(pathlib.Path(workdir) / stage / "checkpoints") or 0
+        left[stage] = max(stage_total_steps(config, stage, num_hr) - done, 0)
+    return left
+
+
+def stage_flops(config: ml_collections.ConfigDict, stages) -> dict[str, float]:
+    """FLOPs per step of each of `stages` at its batch size (stages XLA gives no figure for left out)."""
+    flops = {stage: cost.step_flops(stage, config, stage_config(config, stage).batch_size) for stage in stages}
+    return {stage: f for stage, f in flops.items() if f}
+
+
+def warn_if_cpu_run_is_long(left: dict[str, int], flops: dict[str, float]) -> None:
+    """On a machine without an accelerator, one line when the run would take over an hour:
+    the predicted time and the smoke config's command."""
+    if jax.default_backend() != "cpu" or len(flops) != len(left):
+        return
+    seconds = cost.cpu_seconds(sum(left[s] * flops[s] for s in left) / jax.process_count())
+    if seconds > 3600:
+        logging.warning(
+            "no accelerator: this config's %s steps would take roughly %s on this CPU; for a quick "
+            "look train the tiny smoke config: python -m fsr_jax.main --config configs/smoke.py "
+            "--workdir runs/smoke", "+".join(str(n) for n in left.values()),
+            observe.format_seconds(seconds))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: Stopper | None = None) -> None:
+    """Run the configured stages into `workdir`, resuming each from its newest checkpoint.
+
+    `stop`: the process's signal handling (installed here for the run when not given)."""
     config_checks.validate(config, workdir, jax.device_count())
+    if stop is None:
+        with Stopper() as own:
+            return train_and_evaluate(config, workdir, own)
     mesh = data_mesh()
+    left, flops = None, {}
     for stage in config.stages:
         runner = Stage(stage, config, workdir, mesh)
-        runner.run(workdir)
-        if runner.checkpoints.latest_step() != runner.total_steps:
+        if left is None:
+            left = steps_left(config, workdir, runner.data.order.num_hr)
+            if sum(1 for n in left.values() if n) > 1 or jax.default_backend() == "cpu":
+                start = time.perf_counter()
+                flops = stage_flops(config, [s for s, n in left.items() if n])
+                logging.info("each stage's FLOPs per step, for the ETA: %s (%.0f s to count)",
+                             ", ".join(f"{s} {f / 1e9:.1f} G" for s, f in flops.items()),
+                             time.perf_counter() - start)
+            warn_if_cpu_run_is_long({s: n for s, n in left.items() if n}, flops)
+        after = list(config.stages)[list(config.stages).index(stage) + 1:]
+        later_steps = {s: left[s] for s in after if left[s]}
+        later = None
+        if later_steps and stage in flops and all(s in flops for s in later_steps):
+            later = functools.partial(cost.predicted_seconds, later_steps, flops, stage)
+        runner.run(workdir, stop, later)
+        if runner.checkpoints.latest_step() != runner.total_steps or stop.agreed():
             return  # stopped by a signal: later stages wait for the rerun
     logging.info("training done: %s", json.dumps(list(config.stages)))

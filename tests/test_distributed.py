@@ -1,8 +1,12 @@
-"""Two processes x 2 devices through jax.distributed give the params of 1 process x 4 devices."""
+"""Two processes x 2 devices through jax.distributed: the params of 1 process x 4 devices, and a
+stop on one process stops both at the same step."""
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -21,14 +25,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch_command(workdir, tfds_dir, *extra):
+    return [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
+            "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}",
+            "--config.stage1.max_steps=2", "--config.stage2.max_steps=2",
+            "--config.train.images_every=1000", *extra]
+
+
 def launch(workdir, tfds_dir, env, devices, *extra):
     env = {**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    command = [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
-               "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}",
-               "--config.stage1.max_steps=2", "--config.stage2.max_steps=2",
-               "--config.train.images_every=1000", *extra]
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(launch_command(workdir, tfds_dir, *extra), env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process):
@@ -61,3 +68,33 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, smoke_
         for name in NETS[stage]:
             for a, b in zip(jax.tree_util.tree_leaves(one[name]), jax.tree_util.tree_leaves(two[name])):
                 np.testing.assert_allclose(b, a, **tolerance[stage], err_msg=f"{stage}/{name}")
+
+
+def test_a_sigterm_to_one_process_stops_every_process_at_the_same_step(tmp_path, smoke_tfds_dir, subprocess_env):
+    port = free_port()
+    logs = [tmp_path / f"process{i}.txt" for i in range(2)]
+    outs = [open(log, "w") for log in logs]
+    processes = [subprocess.Popen(
+        launch_command(tmp_path / "run", smoke_tfds_dir, f"--coordinator_address=127.0.0.1:{port}",
+                       "--num_processes=2", f"--process_id={i}", "--config.stages=('degradation',)",
+                       "--config.stage1.max_steps=100000"),
+        env={**subprocess_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, cwd=REPO,
+        stdout=out, stderr=subprocess.STDOUT) for i, out in enumerate(outs)]
+    try:
+        deadline = time.time() + 300
+        while "step 1/100000" not in logs[0].read_text():
+            assert all(p.poll() is None for p in processes) and time.time() < deadline, logs[0].read_text()[-2000:]
+            time.sleep(0.2)
+        processes[1].send_signal(signal.SIGTERM)          # only the second process is told
+        codes = [p.wait(timeout=120) for p in processes]
+    finally:
+        for p in processes:
+            p.kill() if p.poll() is None else None
+        for out in outs:
+            out.close()
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0], [t[-2000:] for t in texts]
+    stopped = [int(re.search(r"checkpoint (\d+) written, stopping", t).group(1)) for t in texts]
+    assert stopped[0] == stopped[1]
+    assert all("preemption notice (SIGTERM) to one of the processes" in t for t in texts)
+    assert checkpointing.latest_step(tmp_path / "run" / STAGE1 / "checkpoints") == stopped[0]

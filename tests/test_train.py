@@ -1,6 +1,7 @@
 """The training loop: exact resume, signals and kills, NaN stops, config checks, summaries."""
 import json
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def test_a_stopped_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_path,
                 np.testing.assert_array_equal(a, b, err_msg=f"{stage}/{name}")
     lines = (tmp_path / "straight" / STAGE2 / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
-    assert {"tnet/rec", "snet/rec", "cycle/lr", "learning_rate", "images_per_second"} <= set(json.loads(lines[0]))
+    assert {"tnet/rec", "snet/rec", "cycle/lr", "learning_rate"} <= set(json.loads(lines[0]))
+    # the first call's line has no rate (it would include compilation); the next ones do
+    assert "images_per_second" not in json.loads(lines[0]) and "images_per_second" in json.loads(lines[1])
 
 
 def test_four_steps_per_call_equal_one_step_per_call(tmp_path, tfds_dir, recorded_batches):
@@ -215,6 +218,9 @@ def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, 
         assert second.wait(timeout=120) == 0
     text = log.read_text()
     assert f"resumed from checkpoint {last_complete}" in text
+    assert "[degradation] compiling the training step" in text
+    assert re.search(rf"step {last_complete + 1}/100000 \? img/s ETA \?", text)   # a line after the first call
+    assert "SIGTERM: saving a checkpoint after the current step" in text
     stopped_at = int(text.split("signal 15: checkpoint ")[1].split()[0])
     assert stopped_at >= last_complete + 2
     assert checkpointing.restore_params(ckpts, ("denet",))[1] == stopped_at
@@ -229,3 +235,54 @@ def test_denet_checkpoint_accepts_a_run_its_stage_folder_or_its_checkpoints(tmp_
         assert config_checks.denet_checkpoints(config, tmp_path / "new") == run / STAGE1 / "checkpoints"
     config.stage2.denet_checkpoint = ""
     assert config_checks.denet_checkpoints(config, tmp_path / "new") == tmp_path / "new" / STAGE1 / "checkpoints"
+
+
+def test_a_signal_before_training_ends_the_job_at_once_with_one_line(tmp_path, tfds_dir, subprocess_env):
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        job = subprocess.Popen(main_command(tmp_path, tfds_dir=tfds_dir), stdout=out,
+                               stderr=subprocess.STDOUT, cwd=REPO, env=subprocess_env)
+        _wait_for(lambda: "training data:" in log.read_text(), job)   # set-up, before any step
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=60) == 128 + signal.SIGTERM
+    text = log.read_text()
+    assert "stopped: SIGTERM before training started: stopped, nothing to save" in text
+    assert "Traceback" not in text
+    assert not (tmp_path / STAGE1 / "checkpoints").exists() or not any((tmp_path / STAGE1 / "checkpoints").iterdir())
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_compilation_cache_is_on_by_default(tmp_path, tfds_dir,
+                                                                                   subprocess_env):
+    env = {k: v for k, v in subprocess_env.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    cache = tmp_path / "compilation_cache"
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        job = subprocess.Popen(main_command(tmp_path / "w", "--config.stage1.max_steps=100000",
+                                            f"--config.train.compilation_cache={cache}", tfds_dir=tfds_dir),
+                               stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        _wait_for(lambda: "step 1/100000" in log.read_text(), job)
+        job.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        job.send_signal(signal.SIGINT)
+        assert job.wait(timeout=60) == 128 + signal.SIGINT
+    assert "SIGINT again: exiting now without saving" in log.read_text()
+    assert any(cache.iterdir()), "the compiled steps should be in the persistent cache"
+
+
+def test_help_lists_every_config():
+    result = subprocess.run([sys.executable, "-m", "fsr_jax.main", "--helpshort"], capture_output=True,
+                            text=True, cwd=REPO, timeout=120)
+    for path in (REPO / "configs").glob("[!_]*.py"):
+        assert f"configs/{path.name}" in result.stdout + result.stderr
+
+
+def test_a_long_cpu_run_is_announced_with_the_smoke_command(caplog):
+    flops = {STAGE1: 400e9, STAGE2: 500e9}
+    with caplog.at_level("WARNING"):
+        train.warn_if_cpu_run_is_long({STAGE1: 1680, STAGE2: 9000}, flops)
+    assert "no accelerator: this config's 1680+9000 steps would take roughly" in caplog.text
+    assert "python -m fsr_jax.main --config configs/smoke.py" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train.warn_if_cpu_run_is_long({STAGE1: 2, STAGE2: 2}, flops)
+    assert "no accelerator" not in caplog.text

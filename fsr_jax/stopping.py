@@ -1,0 +1,109 @@
+"""Stopping a run on SIGTERM / SIGINT (pre-emption, Ctrl-C), from process start to the end.
+
+The first signal asks for a stop: inside the training loop the current call finishes, a
+checkpoint is written and the run returns; before the loop (data preparation, restoring,
+compiling) the run ends at once with one line, since there is nothing new to save. A second
+signal exits immediately without saving, and says so. With several processes, every process
+stops at the same step: the loop agrees at each call boundary, through JAX's preemption sync
+point (SIGTERM, which JAX's distributed runtime takes over) and a gather of the SIGINT flags.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Callable, TypeVar
+
+import jax
+import numpy as np
+
+T = TypeVar("T")
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StoppedBeforeTraining(Exception):
+    """A signal arrived before the training loop: nothing new to save. Its text names the signal
+    and where the run will resume."""
+
+
+class Stopper:
+    """The process's signal handling: a flag for the loop, an immediate exit on a second signal."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.in_loop = False
+        self.calls = 0
+        self.reason = ""
+        self.previous: dict = {}
+
+    def __enter__(self) -> Stopper:
+        """Take over SIGTERM and SIGINT (main thread only) until the block ends."""
+        self.previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        name = signal.Signals(signum).name
+        if self.signal is not None:
+            print(f"\n{name} again: exiting now without saving (every finished checkpoint is intact)",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.signal = signum
+        if self.in_loop:
+            print(f"\n{name}: saving a checkpoint after the current step, then stopping "
+                  "(send it again to exit at once without saving)", file=sys.stderr, flush=True)
+        else:
+            raise StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def agreed(self) -> bool:
+        """Whether to stop now, the same answer on every process (call it at each call boundary
+        on all of them). With several processes, SIGTERM is JAX's preemption notice (its
+        distributed runtime takes the signal over): the answer is its preemption sync point OR
+        any process's own flag (SIGINT), gathered across processes. `reason` says which."""
+        if jax.process_count() == 1:
+            self.reason = f"signal {self.signal}"
+            return bool(self)
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        self.calls += 1
+        try:
+            preempted = multihost_utils.reached_preemption_sync_point(self.calls)
+        except RuntimeError:      # the preemption service is off (jax_enable_preemption_service)
+            preempted = False
+        flags = np.asarray(multihost_utils.process_allgather(np.int32(bool(self))))
+        if preempted:
+            self.reason = "preemption notice (SIGTERM) to one of the processes"
+        elif flags.any():
+            self.reason = f"signal on process {int(np.argmax(flags))}"
+        return preempted or bool(flags.any())
+
+    def wait(self, fn: Callable[[], T], poll_s: float = 0.1) -> T:
+        """fn() run on a helper thread while this (main) thread keeps handling signals, so that a
+        long compilation can be stopped: a first signal outside the loop raises here at once."""
+        result: dict = {}
+
+        def target():
+            try:
+                result["value"] = fn()
+            except BaseException as err:  # noqa: BLE001 -- re-raised on the main thread
+                result["error"] = err
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(poll_s)
+            time.sleep(0)
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+

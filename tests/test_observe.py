@@ -1,0 +1,46 @@
+"""The progress line: rate and ETA from `start` on, the whole run's ETA, loss terms explained."""
+import inspect
+import re
+
+import pytest
+
+from fsr_jax import observe, steps
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(observe.time, "perf_counter", fake)
+    return fake
+
+
+def test_the_first_line_has_no_rate_and_later_ones_exclude_the_compilation(clock):
+    progress = observe.Progress("degradation", total_steps=1000, steps_per_epoch=100, batch_size=16,
+                                later=lambda seconds_per_step: 2000 * seconds_per_step * 3)
+    clock.now += 300                              # compilation and the first step
+    line, rate = progress.line(1, {"denet/content": 0.5})
+    assert rate == 0 and "? img/s ETA ?" in line and "step 1/1000" in line
+    progress.start(1)
+    clock.now += 99 * 0.5                         # 99 steps at 0.5 s
+    line, rate = progress.line(100, {"denet/content": 0.25})
+    assert rate == pytest.approx(32.0)            # 16 images / 0.5 s
+    # this stage: 900 steps x 0.5 s = 7m30s; all: + 2000 x 0.5 x 3 = 3000 s -> 57m30s
+    assert "ETA 7m30s (all stages 57m30s)" in line
+    assert "epoch 2/10" in line
+
+
+def test_every_loss_term_the_steps_log_is_explained():
+    names = set(re.findall(r'"([a-z_]+/[a-z_]+)"', inspect.getsource(steps)))
+    assert {"denet/content", "d_lr/loss", "tnet/rec", "cycle/hr", "d_ds/loss"} <= names
+    text = observe.explain_terms(names)
+    assert "see the stage's step" not in text
+    assert all(name in text for name in names)
+    assert re.search(r"denet/content: mean \|DeNet\(HR\) - bicubic\(HR\)\|", text)
