@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import os
 import pathlib
+import re
 import sys
 
 import jax
@@ -116,11 +117,30 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, where a bad flag or `--config.*` override (unknown field, wrong type)
+    stops the command with one line instead of a chain of tracebacks."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        message = str(err)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(err))
+        if hint:
+            named = [a for a in overrides if f".{hint[2]}" in a.split("=")[0]] or overrides
+            message = f"unknown config field '{hint[2]}' in {' '.join(named)}: did you mean '{hint[1]}'?"
+        else:
+            message = f"bad config override in {' '.join(overrides)}: {str(err).splitlines()[0]}"
+    print(f"error: {message}\n(--helpshort lists the flags and configs)", file=sys.stderr)
+    sys.exit(2)
+
+
 def run() -> None:
     """`python -m fsr_jax.main`: absl's app.run with signals handled from the start."""
     with _STOP:
         try:
-            app.run(main)
+            app.run(main, flags_parser=parse_flags)
         except StoppedBeforeTraining as err:
             print(f"stopped: {err}", file=sys.stderr, flush=True)
             sys.exit(128 + _STOP.signal)

@@ -179,7 +179,8 @@ def run_main(workdir, *overrides, tfds_dir, env, timeout=300):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.stage1.batchsize=3", "batchsize"),
+    ("--config.stage1.batchsize=3", "unknown config field 'batchsize' in --config.stage1.batchsize=3: "
+                                    "did you mean 'batch_size'?"),
     ("--config.stage1.batch_size=many", "batch_size"),
 ])
 def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_dir, subprocess_env,
@@ -187,6 +188,7 @@ def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_
     result = run_main(tmp_path, override, tfds_dir=tfds_dir, env=subprocess_env)
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
     assert not (tmp_path / STAGE1).exists()
 
 
