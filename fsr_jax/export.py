@@ -2,6 +2,8 @@
 
   python -m fsr_jax.export --workdir W --net snet --output snet.msgpack [--step N] [--dtype float16]
 
+The file is what `tools/super_resolve.py --weights` and `--config.eval.weights` read.
+
 A weights file is the flax.serialization msgpack of {"format": "fsr_jax-weights/1", "config":
 a JSON string, "params": the network's parameters}. The config holds everything needed to use
 the parameters without the run: the run's `model` section, the data's `lr_size` and `hr_size`,
@@ -16,7 +18,6 @@ nor TFDS.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -28,10 +29,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import flags
 from flax import serialization, traverse_util
 
 import fsr_jax
-from fsr_jax import checkpointing, inference, models
+from fsr_jax import checkpointing, cli, inference, models
 
 FORMAT = "fsr_jax-weights/1"
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -227,32 +229,34 @@ def export(workdir: str | pathlib.Path, net: str, output: str | pathlib.Path, st
     return save_weights(output, net, params[net], run.model, run.data, step, dtype)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m fsr_jax.export",
-        description="Export one SR network (TNet or SNet) of a trained run with its config to a "
-                    "small file that tools/super_resolve.py --weights and eval.weights read.")
-    parser.add_argument("--workdir", required=True, help="a trained run (W/teacher_student)")
-    parser.add_argument("--net", choices=inference.SR_NETS, default="snet", help="network (default snet)")
-    parser.add_argument("--output", required=True, type=pathlib.Path, help="the file to write, e.g. snet.msgpack")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
-    parser.add_argument("--dtype", choices=tuple(STORAGE_DTYPES), default="float32",
-                        help="storage dtype (float16: half the size; loaded as float32)")
-    return parser.parse_args(argv)
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_string("workdir", None, "A trained run (its W/teacher_student checkpoints).", flag_values=fv)
+    flags.DEFINE_enum("net", "snet", inference.SR_NETS, "The network to export.", flag_values=fv)
+    flags.DEFINE_string("output", None, "The weights file to write, e.g. snet.msgpack.", flag_values=fv)
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", tuple(STORAGE_DTYPES),
+                      "Storage dtype (float16: half the size; loaded as float32).", flag_values=fv)
+    flags.mark_flags_as_required(["workdir", "output"], flag_values=fv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(fv: flags.FlagValues, args: list[str]) -> int:
+    del args
+    output = pathlib.Path(fv.output).expanduser()
     try:
-        meta = export(args.workdir, args.net, args.output, args.step, args.dtype)
+        meta = export(fv.workdir, fv.net, output, fv.step, fv.dtype)
     except (checkpointing.CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    size = args.output.expanduser().stat().st_size
-    print(f"wrote {args.output}: {meta['net']} of {args.workdir} (checkpoint {meta['step']}), "
-          f"{meta['parameters']:,} parameters in {meta['dtype']}, {size / 2**20:.2f} MiB")
+    print(f"wrote {fv.output}: {meta['net']} of {fv.workdir} (checkpoint {meta['step']}), "
+          f"{meta['parameters']:,} parameters in {meta['dtype']}, {output.stat().st_size / 2**20:.2f} MiB")
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

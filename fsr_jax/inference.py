@@ -134,7 +134,7 @@ def read_face_files(paths: list[pathlib.Path], size: int, resize: bool = True) -
         height, width = pixels.shape[:2]
         if (height, width) != (size, size):
             if not resize:
-                failed.append((path, f"{path}: is {width}x{height}; --no-resize needs {size}x{size}"))
+                failed.append((path, f"{path}: is {width}x{height}; --noresize needs {size}x{size}"))
                 continue
             pixels = images.resize_bicubic(pixels, size)
             resized.append(path)

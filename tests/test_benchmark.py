@@ -6,11 +6,16 @@ batches 4 and 8. Batches are multiples of the 4 forced CPU devices. PyTorch is a
 (flags, parsing, ratios) is checked without torch's minutes on a CPU.
 """
 import json
+import pathlib
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from tools import benchmark
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SMALL = ["--small", "--warmup", "0"]
 
@@ -52,7 +57,7 @@ def test_train_stage1_runs_k_steps_per_call(capsys):
 
 
 def test_train_stage2(capsys):
-    out = run(capsys, "train", *SMALL, "--batch_size", "4", "--steps", "1", "--no_edge_share")
+    out = run(capsys, "train", *SMALL, "--batch_size", "4", "--steps", "1", "--noedge_share")
     assert (out["stage_name"], out["batch_size"], out["steps_per_call"]) == ("teacher_student", 4, 1)
     assert out["step_ms"] == pytest.approx(out["call_ms"], abs=0.01)
     assert out["gflop_per_image"] > 0
@@ -130,7 +135,7 @@ def test_compare_reports_ratios_and_the_schedule(capsys, fake_torch_ref, tmp_pat
     out_file = tmp_path / "compare.json"
     out = run(capsys, "compare", "--small", "--dtypes", "float32", "--ks", "1", "--infer_batch_sizes", "4",
               "--train_steps", "1", "--infer_steps", "1", "--schedule_steps", "1", "--warmup", "0",
-              "--torch_ref", fake_torch_ref, "--out", str(out_file))
+              "--torch_ref", fake_torch_ref, "--output", str(out_file))
     assert json.loads(out_file.read_text()) == out
     assert not [k for k, e in out["entries"].items() if "error" in e or "skipped" in e]
     train, infer, batch4 = out["rows"]
@@ -153,3 +158,33 @@ def test_infer_vs_torch(capsys, fake_torch_ref):
               "--torch_ref", fake_torch_ref)
     assert out["torch"]["batch"] == 1
     assert out["ours_over_torch"] == round(out["ours"]["faces_per_s"] / 8.0, 3)
+
+
+def test_data_reads_the_configs_data_section_with_the_main_jobs_overrides(capsys, smoke_tfds_dir):
+    out = run(capsys, "data", "--config", str(REPO / "configs" / "smoke.py"), f"--config.data.tfds_dir={smoke_tfds_dir}",
+              "--batch_size", "4", "--steps", "2", "--warmup", "0", "--worker_count", "0")
+    assert (out["source"], out["batch_size"], out["steps"]) == ("synthetic default", 4, 2)
+    assert [(r["cache_decoded"], r["num_hr"]) for r in out["runs"]] == [(True, 64), (False, 64)]
+
+
+def test_flags_are_checked_per_subcommand_with_absls_messages(capsys):
+    for argv, message in ((["train", "--no_edge_share"], "Unknown command line flag 'no_edge_share'. Did you mean: edge_share ?"),
+                          (["compare", "--out", "x.json"], "Unknown command line flag 'out'. Did you mean: output ?"),
+                          (["infer", "--batch_size", "4"], "Unknown command line flag 'batch_size'"),
+                          (["train", "--stage", "3"], "flag --stage=3: 3 is not an integer in the range [1, 2]"),
+                          (["data", "--config.data.hr_sise=1"], 'Did you mean "hr_size" instead of "hr_sise"?')):
+        assert benchmark.main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("FATAL Flags parsing error: ") and message in err, (argv, err)
+    for argv in (["--steps", "1", "train"], ["trian"], []):
+        assert benchmark.main(argv) == 1
+        err = capsys.readouterr().err
+        assert ("the subcommand comes first, one of data, train" in err if argv
+                else "expected a subcommand first, one of data, train" in err), err
+
+
+def test_help_lists_the_subcommands_flags():
+    proc = subprocess.run([sys.executable, "tools/benchmark.py", "compare", "--helpshort"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    for flag in ("--[no]small:", "--[no]torch_compile:", "--output:", "--dtypes:", "--budget_s:"):
+        assert flag in proc.stdout, flag

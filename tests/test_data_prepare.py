@@ -1,4 +1,5 @@
-"""fsr_jax.data.prepare: the command, its errors, and preparing/reading without TensorFlow."""
+"""fsr_jax.data.prepare: the command, its flags (the main job's), its errors, and preparing/reading
+without TensorFlow."""
 import json
 import os
 import pathlib
@@ -30,8 +31,8 @@ def _small_set(root, faces_dir):
 
 def test_prepare_command_prints_every_dataset(tmp_path, faces_dir, capsys):
     root = _small_set(tmp_path / "src", faces_dir)
-    rc = prepare.main(["--hr_dir", str(root / "hr"), "--lr_dir", str(root / "lr"),
-                       "--test", f"mine={root / 'test'}", "--tfds_dir", str(tmp_path / "tfds")])
+    rc = prepare.main([f"--config.data.hr_dir={root / 'hr'}", f"--config.data.lr_dir={root / 'lr'}",
+                       "--test_set", f"mine={root / 'test'}", f"--config.data.tfds_dir={tmp_path / 'tfds'}"])
     assert rc == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
              if line.startswith("{")]
@@ -44,8 +45,8 @@ def test_prepare_command_lists_bad_files_and_fails(tmp_path, faces_dir, capsys):
     root = _small_set(tmp_path / "src", faces_dir)
     (root / "hr" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (root / "hr" / "empty.png").write_bytes(b"")
-    rc = prepare.main(["--hr_dir", str(root / "hr"), "--lr_dir", str(root / "lr"),
-                       "--tfds_dir", str(tmp_path / "tfds")])
+    rc = prepare.main([f"--config.data.hr_dir={root / 'hr'}", f"--config.data.lr_dir={root / 'lr'}",
+                       f"--config.data.tfds_dir={tmp_path / 'tfds'}"])
     err = capsys.readouterr().err
     assert rc == 1 and "broken.png" in err and "empty.png" in err
     assert "on_bad_image='skip'" in err
@@ -66,11 +67,10 @@ def test_prepare_and_read_without_tensorflow(tmp_path, faces_dir):
         sys.path[:] = [p for p in sys.path if "site-packages" not in p]
         sys.path += [{str(farm)!r}, {str(REPO)!r}]
         from fsr_jax.data import prepare, datasets
-        assert prepare.main(["--hr_dir", {str(root / 'hr')!r}, "--lr_dir", {str(root / 'lr')!r},
-                             "--tfds_dir", {str(tmp_path / 'tfds')!r}]) == 0
-        cfg = prepare.config_from_args(["--hr_dir", {str(root / 'hr')!r},
-                                        "--lr_dir", {str(root / 'lr')!r},
-                                        "--tfds_dir", {str(tmp_path / 'tfds')!r}])
+        argv = [{f"--config.data.hr_dir={root / 'hr'}"!r}, {f"--config.data.lr_dir={root / 'lr'}"!r},
+                {f"--config.data.tfds_dir={tmp_path / 'tfds'}"!r}]
+        assert prepare.main(argv) == 0
+        cfg = prepare.data_config(argv)
         faces, names = datasets.read_faces(datasets.train_builders(cfg)[0])
         import numpy as np
         np.save({str(tmp_path / 'faces.npy')!r}, faces)
@@ -100,8 +100,9 @@ def test_prepare_shows_one_bar_and_one_line_per_folder_and_no_download_talk(tmp_
                                                                            faces_dir):
     root = _small_set(tmp_path / "src", faces_dir)
     hr, lr, test = root / "hr", root / "lr", root / "test"
-    command = [sys.executable, "-m", "fsr_jax.data.prepare", "--hr_dir", str(hr), "--lr_dir",
-               str(lr), "--test", f"mine={test}", "--tfds_dir", str(tmp_path / "tfds")]
+    command = [sys.executable, "-m", "fsr_jax.data.prepare", f"--config.data.hr_dir={hr}",
+               f"--config.data.lr_dir={lr}", "--test_set", f"mine={test}",
+               f"--config.data.tfds_dir={tmp_path / 'tfds'}"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
@@ -125,3 +126,64 @@ def test_prepare_shows_one_bar_and_one_line_per_folder_and_no_download_talk(tmp_
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert again.returncode == 0 and not re.search(r"\d+%\|", again.stderr)
     assert f"HR faces from {hr}: reusing the prepared dataset in" in again.stderr
+
+
+def test_prepare_takes_the_main_jobs_flags_and_prepares_what_it_trains_on(tmp_path, faces_dir):
+    """The prepare command and the main job, given the same --config, --config.data.* and
+    --test_set flags, name the same datasets: after preparing, the main job's flags (parsed by
+    fsr_jax.main's own definitions) reuse every prepared dataset and prepare nothing."""
+    root = _small_set(tmp_path / "src", faces_dir)
+    same_flags = ["--config", str(REPO / "configs" / "smoke.py"), f"--config.data.hr_dir={root / 'hr'}",
+                  f"--config.data.lr_dir={root / 'lr'}", f"--config.data.tfds_dir={tmp_path / 'tfds'}",
+                  "--config.data.on_wrong_size=error", "--test_set", f"mine={root / 'test'}"]
+    out = subprocess.run([sys.executable, "-m", "fsr_jax.data.prepare", *same_flags],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    prepared = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(prepared) == 3
+    script = textwrap.dedent("""
+        import json, sys
+        from absl import flags, logging
+        from fsr_jax import data, main
+        flags.FLAGS(["fsr_jax.main", *sys.argv[1:]])
+        logging.set_verbosity(logging.INFO)  # as the main job logs
+        config = flags.FLAGS.config
+        data.add_test_sets(config.data, flags.FLAGS.test_set)
+        for builder in data.prepare_all(config.data):
+            print(json.dumps({"dataset": builder.name, "dir": str(builder.data_dir)}))
+    """)
+    main_job = subprocess.run([sys.executable, "-c", script, *same_flags, "--workdir", str(tmp_path / "W")],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert main_job.returncode == 0, main_job.stderr[-3000:]
+    reused = [json.loads(line) for line in main_job.stdout.splitlines() if line.startswith("{")]
+    assert [(d["dataset"], d["dir"]) for d in reused] == [(d["dataset"], d["dir"]) for d in prepared]
+    assert "reusing the prepared dataset" in main_job.stderr
+    assert not [line for line in main_job.stderr.splitlines() if "preparing" in line and "into" in line]
+
+
+def test_old_style_flags_are_refused_with_absls_message(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "fsr_jax.data.prepare", "--hr_dir", str(tmp_path),
+                          "--tfds_dir", str(tmp_path / "tfds")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1 and not (tmp_path / "tfds").exists()
+    assert out.stderr.startswith("FATAL Flags parsing error: Unknown command line flag 'hr_dir'"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_flags_are_refused_in_one_message(tmp_path, capsys):
+    for argv, message in (
+            (["--test", f"mine={tmp_path}"], "Unknown command line flag 'test'. Did you mean: test_set ?"),
+            (["--test_set", "mine"], "test set 'mine': expected NAME=FOLDER"),
+            (["--config.data.hr_sise=64"], 'Did you mean "hr_size" instead of "hr_sise"?'),
+            (["--config.data.hr_size=large"], "flag --config.data.hr_size=large: invalid literal for int()"),
+            ([str(tmp_path)], "unexpected arguments")):
+        assert prepare.main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and "--helpshort" in err, (argv, err)
+
+
+def test_the_default_config_is_the_papers():
+    from configs import teacher_student
+
+    assert prepare.data_config([]).to_dict() == teacher_student.get_config().data.to_dict()
+    assert prepare.data_config(["--config", str(REPO / "configs" / "smoke.py")]).synthetic_hr == 64

@@ -125,7 +125,7 @@ def test_lr_statistics_differ_from_bicubic_like_real_lr_does(sets, faces_dir):
 
 def test_contact_sheet_command_writes_both_sets(tmp_path):
     path = tmp_path / "sheet.png"
-    synthetic.main(["--contact_sheet", str(path)])
+    assert synthetic.main(["--output", str(path)]) == 0
     sheet = np.asarray(Image.open(path))
     assert sheet.shape == (6 * 64 + 20, 2 * 8 * 64 + 16, 3)
     np.testing.assert_array_equal(sheet[20:84, :64], synthetic.hr_face(0, 0))

@@ -110,8 +110,7 @@ def test_the_table3_tool_writes_a_row_per_workdir_and_reuses_evaluations(tmp_pat
     table_file = tmp_path / "table3.md"
     args = [str(smoke_run), str(cycle), "--max_images=4", "--fid_reference_images=8", "--batch_size=8",
             f"--output={table_file}"]
-    sys.path.insert(0, str(REPO / "tools"))
-    import ablation_table  # noqa: PLC0415
+    from tools import ablation_table  # noqa: PLC0415
 
     assert ablation_table.main(args) == 0
     rows = [line.split(" | ")[0].lstrip("| ") for line in table_file.read_text().splitlines()[2:] if line.startswith("|")]

@@ -118,9 +118,21 @@ def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(export
     assert export.main(["--workdir", str(tmp_path), "--output", str(tmp_path / "x.msgpack")]) == 1
 
 
-def test_super_resolve_with_weights_writes_the_pngs_of_the_workdir_without_tensorflow(exported, smoke_run, tmp_path, load_faces):
-    sys.path.insert(0, str(REPO / "tools"))
-    import super_resolve  # noqa: PLC0415
+def test_the_export_command_refuses_bad_flags_with_absls_message(tmp_path, capsys):
+    for argv, message in ((["--workdir", str(tmp_path)], "Flag --output must have a value other than None."),
+                          (["--workdir", str(tmp_path), "--output", "x", "--net", "denet"],
+                           "flag --net=denet: value should be one of <tnet|snet>"),
+                          (["--workdir", str(tmp_path), "--output", "x", "--dtype=bfloat16"],
+                           "value should be one of <float32|float16>"),
+                          (["--workdir", str(tmp_path), "--out", "x"], "Unknown command line flag 'out'")):
+        assert export.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("FATAL Flags parsing error: ") and message in err, err
+
+
+def test_super_resolve_with_weights_writes_the_pngs_of_the_workdir_without_tensorflow(exported, smoke_run, tmp_path,
+                                                                                       load_faces, capsys):
+    from tools import super_resolve  # noqa: PLC0415
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -136,11 +148,14 @@ def test_super_resolve_with_weights_writes_the_pngs_of_the_workdir_without_tenso
     assert names == sorted(p.name for p in (tmp_path / "from_weights").iterdir()) == ["face_0.png", "face_1.png", "face_2.png"]
     for name in names:
         assert (tmp_path / "from_workdir" / name).read_bytes() == (tmp_path / "from_weights" / name).read_bytes()
-    for args, message in (([], "one of the arguments --workdir --weights is required"),
-                          (["--workdir", str(smoke_run), "--weights", "x.msgpack"], "not allowed with argument")):
-        with pytest.raises(SystemExit) as exit_:
-            super_resolve.parse_args(args + ["--input", str(inputs), "--output", str(tmp_path)])
-        assert exit_.value.code == 2
+    capsys.readouterr()
+    for args, message in (([], "Exactly one of (workdir, weights) must have a value other than None."),
+                          (["--workdir", str(smoke_run), "--weights", "x.msgpack"], "Exactly one of (workdir, weights)"),
+                          (["--weights", "x.msgpack", "--step", "2"], "--step picks a checkpoint of --workdir")):
+        assert super_resolve.main(args + ["--input", str(inputs), "--output", str(tmp_path / "refused")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("FATAL Flags parsing error: ") and message in err, err
+    assert not (tmp_path / "refused").exists()
 
 
 def test_evaluation_from_weights_alone(exported, smoke_run, faces_cfg, load_faces, tmp_path):

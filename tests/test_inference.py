@@ -19,8 +19,7 @@ NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tens
 
 @pytest.fixture(scope="module")
 def super_resolve():
-    sys.path.insert(0, str(REPO / "tools"))
-    import super_resolve as tool  # noqa: PLC0415
+    from tools import super_resolve as tool  # noqa: PLC0415
 
     return tool.main
 
@@ -43,12 +42,26 @@ def test_a_folder_with_a_corrupt_file_is_processed_and_the_file_reported(tmp_pat
     assert "1 of 2 faces resized to 16x16" in proc.stdout
 
 
-def test_no_resize_refuses_faces_of_another_size(tmp_path, smoke_run, load_faces, super_resolve, capsys):
+def test_noresize_refuses_faces_of_another_size(tmp_path, smoke_run, load_faces, super_resolve, capsys):
     Image.fromarray(load_faces("train/HIGH", 1)[0]).save(tmp_path / "face.png")
     assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / "face.png"),
-                          "--output", str(tmp_path / "out"), "--no-resize"]) == 1
-    assert "is 64x64; --no-resize needs 16x16" in capsys.readouterr().err
+                          "--output", str(tmp_path / "out"), "--noresize"]) == 1
+    assert "is 64x64; --noresize needs 16x16" in capsys.readouterr().err
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_the_old_dash_flag_is_refused_with_absls_message_and_help_lists_the_flags(tmp_path):
+    command = [sys.executable, str(TOOL), "--workdir", str(tmp_path), "--input", str(tmp_path),
+               "--output", str(tmp_path / "out")]
+    proc = subprocess.run([*command, "--no-resize"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and not (tmp_path / "out").exists()
+    assert proc.stderr == ("FATAL Flags parsing error: Unknown command line flag 'no-resize'. Did you mean: "
+                           "resize ?\nPass --helpshort or --helpfull to see help on flags.\n")
+    proc = subprocess.run([sys.executable, str(TOOL), "--helpshort"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.startswith("Super-resolve face crops")
+    for flag in ("--[no]resize:", "--[no]detect:", "--batch_size:", "--workdir:", "--weights:", "--output:"):
+        assert flag in proc.stdout, flag
 
 
 def composite_photo(load_faces, sizes=(32, 36, 40, 44, 48)):

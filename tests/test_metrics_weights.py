@@ -239,6 +239,23 @@ def test_failed_fetch_names_what_and_the_install_command(empty_cache, fake, monk
         assert part in message
 
 
+def test_the_install_command_where_offline_and_bad_arguments(empty_cache, monkeypatch, capsys):
+    from fsr_jax.metrics.weights import __main__ as command  # noqa: PLC0415
+
+    assert command.main(["where"]) == 0
+    assert capsys.readouterr().out.strip() == str(empty_cache)
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    assert command.main(["install"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and weights.OFFLINE_ENV in err and not empty_cache.exists()
+    for argv, message in (([], "expected one command, install or where; got []"),
+                          (["fetch"], "expected one command, install or where; got ['fetch']"),
+                          (["install", "--no-verify"], "FATAL Flags parsing error: Unknown command line flag "
+                                                       "'no-verify'")):
+        assert command.main(argv) == 1
+        assert message in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- hashes
 
 

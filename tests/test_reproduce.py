@@ -1,7 +1,6 @@
 """The recipe end to end at smoke scale: results.md with both tables, loadable exports, resuming."""
 import json
 import pathlib
-import sys
 
 from configs import smoke
 from fsr_jax import export
@@ -10,11 +9,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_the_recipe_trains_evaluates_exports_and_writes_results(tmp_path, faces_cfg, faces_dir):
-    sys.path.insert(0, str(REPO / "tools"))
-    import reproduce  # noqa: PLC0415
+    from tools import reproduce  # noqa: PLC0415
 
     workdir = tmp_path / "W"
-    argv = ["--smoke", "--hr_dir", faces_cfg.hr_dir, "--lr_dir", faces_cfg.lr_dir,
+    argv = ["--smoke", f"--config.data.hr_dir={faces_cfg.hr_dir}", f"--config.data.lr_dir={faces_cfg.lr_dir}",
             "--test_set", f"celeba={faces_cfg.test_sets.celeba}", "--test_set", f"widerface={faces_cfg.test_sets.widerface}",
             "--workdir", str(workdir), f"--config.data.tfds_dir={faces_cfg.tfds_dir}", "--config.data.progress=false",
             "--config.stage1.max_steps=2", "--config.stage2.max_steps=2", "--config.eval.max_images=2",
@@ -24,7 +22,9 @@ def test_the_recipe_trains_evaluates_exports_and_writes_results(tmp_path, faces_
     for text in ("Paired test sets (as Table 1", "Real-LR test sets (as Table 2", "| SNet (Ours) |",
                  "celeba PSNR↑", "widerface NIQE↓ (block 32)", "(N=2, ref=4)", "| training: degradation |",
                  "| training: teacher_student |", "python tools/reproduce.py --smoke",
-                 "python -m fsr_jax.main --config configs/smoke.py", "--config.mode=eval",
+                 "python -m fsr_jax.data.prepare --config configs/smoke.py", "python -m fsr_jax.main --config configs/smoke.py",
+                 "--config.mode=eval",
+                 f"--config.data.hr_dir={faces_cfg.hr_dir}",
                  "python -m fsr_jax.export --workdir"):
         assert text in results, text
     for grid in ("celeba_000", "widerface_000"):
@@ -47,10 +47,17 @@ def test_the_recipe_trains_evaluates_exports_and_writes_results(tmp_path, faces_
 
 
 def test_the_recipe_refuses_bad_flags_in_one_line(capsys, tmp_path):
-    sys.path.insert(0, str(REPO / "tools"))
-    import reproduce  # noqa: PLC0415
+    from tools import reproduce  # noqa: PLC0415
 
-    assert reproduce.main(["--smoke"]) == 2
-    assert capsys.readouterr().err.startswith("error: --workdir is required")
+    for argv, message in (
+            (["--smoke"], "FATAL Flags parsing error: flag --workdir=None: Flag --workdir must have a value other "
+                          "than None."),
+            (["--workdir", str(tmp_path), "--hr_dir", str(tmp_path)], "FATAL Flags parsing error: Unknown command "
+                                                                      "line flag 'hr_dir'"),
+            (["--workdir", str(tmp_path), "--smoke", "--config.stage9.epochs=1"], "FATAL Flags parsing error: the "
+                                                                                  "config has no field 'stage9'")):
+        assert reproduce.main(argv) == 1
+        assert capsys.readouterr().err.startswith(message)
+    assert not list(tmp_path.iterdir())
     assert reproduce.main(["--workdir", str(tmp_path), "--config", str(REPO / "configs" / "degradation.py")]) == 1
     assert "the recipe evaluates TNet and SNet" in capsys.readouterr().err

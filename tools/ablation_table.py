@@ -1,7 +1,7 @@
 """The paper's Table 3 from the ablation runs' workdirs.
 
-  python tools/ablation_table.py runs/full runs/baseline runs/canny runs/no_cycle \
-      runs/cycle_teacher runs/bicubic_pairs --test_set ffhq=data/test/ffhq \
+  python tools/ablation_table.py runs/full runs/baseline runs/canny runs/no_cycle \\
+      runs/cycle_teacher runs/bicubic_pairs --test_set ffhq=data/test/ffhq \\
       --test_set widerface=data/test/widerface --output table3.md
 
 Each workdir's newest checkpoint is evaluated as `--config.mode=eval` would (with the run's
@@ -12,42 +12,33 @@ paired set gives FID, LPIPS, PSNR, SSIM and the real-LR set FID and NIQE.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/, fsr_jax/
+from absl import app, flags
 
-from configs import teacher_student  # noqa: E402
-from fsr_jax import checkpointing, config_checks, data, evaluate, inference, tables  # noqa: E402
-from fsr_jax.data.config import parse_test_sets  # noqa: E402
-from fsr_jax.data.images import DataError  # noqa: E402
-from fsr_jax.metrics import MissingWeightsError  # noqa: E402
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workdirs", nargs="+", help="trained runs (one per ablation config)")
-    parser.add_argument("--test_set", action="append", default=[], metavar="NAME=FOLDER",
-                        help="test set added to each run's data.test_sets (repeatable)")
-    parser.add_argument("--paired", help="paired test set of the table (default: the first one)")
-    parser.add_argument("--real", help="real-LR test set of the table (default: the first one)")
-    parser.add_argument("--max_images", type=int, default=0, help="faces per test set (0: all)")
-    parser.add_argument("--fid_reference_images", type=int, default=0,
-                        help="HR training faces for the real set's FID (0: all)")
-    parser.add_argument("--batch_size", type=int, default=64, help="faces per SR / metric batch")
-    parser.add_argument("--force", action="store_true", help="re-evaluate even if metrics.json exists")
-    parser.add_argument("--output", type=pathlib.Path, help="write the markdown table here too")
-    args = parser.parse_args(argv)
-    try:
-        parse_test_sets(args.test_set)
-    except ValueError as err:
-        parser.error(str(err))
-    return args
+from configs import teacher_student
+from fsr_jax import checkpointing, cli, config_checks, data, evaluate, inference, tables
+from fsr_jax.data.images import DataError
+from fsr_jax.metrics import MissingWeightsError
 
 
-def run_eval_config(args: argparse.Namespace, workdir: str):
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    cli.define_test_sets(fv, "NAME=FOLDER (a folder with LR/ and optionally HR/), repeatable: a test "
+                         "set added to each run's data.test_sets.")
+    flags.DEFINE_string("paired", None, "Paired test set of the table (default: the first one).", flag_values=fv)
+    flags.DEFINE_string("real", None, "Real-LR test set of the table (default: the first one).", flag_values=fv)
+    flags.DEFINE_integer("max_images", 0, "Faces per test set (0: all).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("fid_reference_images", 0, "HR training faces for the real set's FID (0: all).",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("batch_size", 64, "Faces per SR / metric batch.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("force", False, "Re-evaluate even if metrics.json exists.", flag_values=fv)
+    flags.DEFINE_string("output", None, "Also write the markdown table here.", flag_values=fv)
+
+
+def run_eval_config(args: flags.FlagValues, workdir: str):
     """The run's own config with the eval settings of the command line (images and grids off)."""
     config = inference.run_config(workdir)
     data.add_test_sets(config.data, args.test_set)
@@ -57,7 +48,7 @@ def run_eval_config(args: argparse.Namespace, workdir: str):
     return config
 
 
-def run_metrics(args: argparse.Namespace, workdir: str) -> dict:
+def run_metrics(args: flags.FlagValues, workdir: str) -> dict:
     """The run's metrics: reused from W/eval/<step>/metrics.json when its settings match, else evaluated."""
     config = run_eval_config(args, workdir)
     step = checkpointing.latest_step(inference.stage_dir(workdir) / "checkpoints")
@@ -83,10 +74,11 @@ def table_set(runs: list[dict], kind: str, chosen: str | None) -> str:
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: flags.FlagValues, workdirs: list[str]) -> int:
+    if not workdirs:
+        raise app.UsageError("no workdir given: pass the trained runs, one per ablation config")
     try:
-        runs = {w: run_metrics(args, w) for w in args.workdirs}
+        runs = {w: run_metrics(args, w) for w in workdirs}
         paired = table_set(list(runs.values()), "paired", args.paired)
         real = table_set(list(runs.values()), "real", args.real)
         rows = []
@@ -100,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(table)
     if args.output:
-        args.output.write_text(table)
+        pathlib.Path(args.output).write_text(table)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv, positional=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,12 +1,15 @@
 """Benchmarks of fsr_jax; each subcommand prints one JSON object.
 
-    python tools/benchmark.py data [--batch_size 256] [--steps 200] [--hr_dir D --lr_dir D]
+    python tools/benchmark.py data [--batch_size 256] [--steps 200] [--config.data.hr_dir=D --config.data.lr_dir=D]
     python tools/benchmark.py train [--stage 2] [--batch_size 256] [--steps_per_call 1] [--dtype bfloat16]
     python tools/benchmark.py schedule [--ks 1,4,16] [--num_hr 20000]
     python tools/benchmark.py infer [--batch_sizes 1,16,256,1024] [--dtype float32]
     python tools/benchmark.py torch [--batch_size 256] [--dtype bfloat16] [--modes eager,compile]
-    python tools/benchmark.py compare [--small] [--out FILE]
+    python tools/benchmark.py compare [--small] [--output FILE]
     python tools/benchmark.py infer_vs_torch [--batch_size 16]
+
+The subcommand comes first; `python tools/benchmark.py SUBCOMMAND --help` lists its flags
+(absl flags: booleans as --flag / --noflag, lists comma-separated).
 
 `train`: ms per step and images/s of a stage's jitted training step on device-resident random
 faces over every local device (stage 2: TNet, SNet, DSNet and their three discriminators, DeNet
@@ -36,15 +39,16 @@ Flax, optax, ml-collections and OpenCV only (no TensorFlow, TFDS or grain), and 
 ones torch besides.
 
 `data`: HR+LR training pairs per second delivered by the input pipeline from the prepared
-array_record datasets (the synthetic default unless --hr_dir/--lr_dir are given), once with
-the decoded cache and once decoding PNGs from array_record on every step.
+array_record datasets of a config's `data` section (`--config`, default the paper's, with the
+main job's `--config.data.<field>=...` overrides: the synthetic default unless
+--config.data.hr_dir/--config.data.lr_dir are given), once with the decoded cache and once
+decoding PNGs from array_record on every step.
 
 Imports nothing heavy at module level (no TensorFlow at all), so that further subcommands
 can be added as functions registered in `SUBCOMMANDS`.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -55,8 +59,12 @@ import subprocess
 import sys
 import time
 
+from absl import app, flags
+
+from fsr_jax import cli
+
+# The checkout this script belongs to: the PyTorch reference is looked for in its bench/ folder.
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/, fsr_jax/
 
 #: HR training faces of the paper's schedule.
 PAPER_NUM_HR = 20_000
@@ -92,18 +100,13 @@ def _time_pipeline(data_cfg, batch_size: int, steps: int, warmup: int) -> dict:
     }
 
 
-def data(args: argparse.Namespace) -> dict:
+def data(args: flags.FlagValues) -> dict:
     """The `data` subcommand."""
     from absl import logging
 
-    from fsr_jax.data import default_config
-
     logging.set_verbosity(logging.WARNING)
-    cfg = default_config()
+    cfg = args.config.data
     cfg.progress = False
-    if args.tfds_dir:
-        cfg.tfds_dir = args.tfds_dir
-    cfg.hr_dir, cfg.lr_dir = args.hr_dir, args.lr_dir
     runs = []
     modes = [(True, 0), (False, 0)] + ([(False, args.worker_count)] if args.worker_count else [])
     for cache, workers in modes:
@@ -112,7 +115,7 @@ def data(args: argparse.Namespace) -> dict:
         runs.append(_time_pipeline(cfg, args.batch_size, args.steps, args.warmup))
     return {
         "benchmark": "data",
-        "source": "synthetic default" if args.hr_dir is None else f"{args.hr_dir} + {args.lr_dir}",
+        "source": "synthetic default" if cfg.hr_dir is None else f"{cfg.hr_dir} + {cfg.lr_dir}",
         "batch_size": args.batch_size,
         "steps": args.steps,
         "cpus": os.cpu_count(),
@@ -122,32 +125,31 @@ def data(args: argparse.Namespace) -> dict:
     }
 
 
-def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="input pipeline pairs/s from array_record")
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--hr_dir", help="HR folder (default: synthetic faces)")
-    p.add_argument("--lr_dir", help="LR folder (default: synthetic faces)")
-    p.add_argument("--tfds_dir", help="prepared datasets (default: the data config's)")
-    p.add_argument("--read_threads", type=int, default=2)
-    p.add_argument("--worker_count", type=int, default=2,
-                   help="grain worker processes of the third (uncached) run")
+def _data_flags(fv: flags.FlagValues, argv) -> None:
+    cli.define_config(fv, argv, help_string="Config whose `data` section is read (configs/*.py; default: "
+                      "the paper's); --config.data.<field>=value overrides a field (hr_dir, lr_dir, tfds_dir, "
+                      "...), as for python -m fsr_jax.main.")
+    flags.DEFINE_integer("batch_size", 256, "Pairs per batch.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("steps", 100, "Timed batches.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup", 5, "Untimed batches first.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("read_threads", 2, "Array_record read threads.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("worker_count", 2, "Grain worker processes of the third (uncached) run (0: no "
+                         "third run).", lower_bound=0, flag_values=fv)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    """'1,4,16' -> (1, 4, 16)."""
-    return tuple(int(x) for x in text.split(",") if x)
+def _ints(values) -> tuple[int, ...]:
+    """['1', '4', '16'] or '1,4,16' -> (1, 4, 16)."""
+    return tuple(int(x) for x in _names(values))
 
 
-def _names(text: str) -> tuple[str, ...]:
-    """'float32,bfloat16' -> ('float32', 'bfloat16')."""
-    return tuple(x for x in text.split(",") if x)
+def _names(values) -> tuple[str, ...]:
+    """['float32', 'bfloat16'] or 'float32,bfloat16' -> ('float32', 'bfloat16')."""
+    return tuple(x for x in (values.split(",") if isinstance(values, str) else values) if x)
 
 
-def _model_config(small: bool, dtype: str, projection: str = "dense", edges: str | None = None):
+def _model_config(small: bool, dtype: str, projection: str = "dense", edges=None):
     """The paper's config (the smoke config's networks if `small`) with the benchmark's overrides;
-    `edges` is a comma-separated list ('' for none, None for the config's)."""
+    `edges` is a list of edge priors ([] for none, None for the config's)."""
     from configs import smoke, teacher_student
 
     config = (smoke if small else teacher_student).get_config()
@@ -339,7 +341,7 @@ def _peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def train_benchmark(args: argparse.Namespace) -> dict:
+def train_benchmark(args: flags.FlagValues) -> dict:
     """The `train` subcommand."""
     import jax
 
@@ -398,7 +400,7 @@ def measure_schedule(config, num_hr: int, ks: tuple[int, ...], steps: int, warmu
             "compile_s": round(sum(m["compile_s"] for s in stages for m in s["measurements"]), 1)}
 
 
-def schedule_benchmark(args: argparse.Namespace) -> dict:
+def schedule_benchmark(args: flags.FlagValues) -> dict:
     """The `schedule` subcommand."""
     config = _model_config(args.small, args.dtype, args.projection, args.edges)
     return {"benchmark": "schedule", "dtype": args.dtype, "small": args.small,
@@ -440,7 +442,7 @@ def measure_infer(config, batch_size: int, steps: int, warmup: int) -> dict:
             "faces_per_s": round(batch_size / seconds, 1), "compile_s": round(compile_s, 2)}
 
 
-def infer_benchmark(args: argparse.Namespace) -> dict:
+def infer_benchmark(args: flags.FlagValues) -> dict:
     """The `infer` subcommand."""
     config = _model_config(args.small, args.dtype, args.projection, args.edges)
     runs = [measure_infer(config, n, args.steps, args.warmup) for n in _ints(args.batch_sizes)]
@@ -497,7 +499,7 @@ def run_torch_ref(script: pathlib.Path, *, device: str, batch: int, steps: int, 
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
-def torch_benchmark(args: argparse.Namespace) -> dict:
+def torch_benchmark(args: flags.FlagValues) -> dict:
     """The `torch` subcommand."""
     script = torch_ref_path(args.torch_ref)
     device = _torch_device()
@@ -509,7 +511,7 @@ def torch_benchmark(args: argparse.Namespace) -> dict:
             "small": args.small, "torch_ref": str(script), "runs": runs}
 
 
-def infer_vs_torch(args: argparse.Namespace) -> dict:
+def infer_vs_torch(args: flags.FlagValues) -> dict:
     """The `infer_vs_torch` subcommand."""
     if args.batch_size % 4:
         raise ValueError(f"--batch_size {args.batch_size}: torch_ref infers at 4x its batch, "
@@ -540,7 +542,7 @@ COMPARE_SMALL = dict(
 _LISTS = {"dtypes": _names, "infer_batch_sizes": _ints, "ks": _ints}
 
 
-def compare_settings(args: argparse.Namespace) -> dict:
+def compare_settings(args: flags.FlagValues) -> dict:
     """The preset (`COMPARE_SMALL` with --small, else `COMPARE_DEVICE_RUN`) with every option
     given on the command line in its place."""
     settings = dict(COMPARE_SMALL if args.small else COMPARE_DEVICE_RUN, small=args.small)
@@ -668,10 +670,10 @@ def _write_json(path: str, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def compare(args: argparse.Namespace) -> dict:
+def compare(args: flags.FlagValues) -> dict:
     """The `compare` subcommand: `compare_plan`'s jobs in order; a job that fails is recorded
     as {'error': ...} and the rest still run; jobs starting past the budget are skipped. The
-    report is rewritten to --out after every job, so a run cut off keeps what it measured."""
+    report is rewritten to --output after every job, so a run cut off keeps what it measured."""
     settings = compare_settings(args)
     script = torch_ref_path(args.torch_ref)
     device = _torch_device()
@@ -694,112 +696,128 @@ def compare(args: argparse.Namespace) -> dict:
                 print(f"compare: {key} failed: {entries[key]['error']}", file=sys.stderr, flush=True)
         report = {**head, "rows": compare_rows(entries, settings), "schedule": compare_schedule(entries),
                   "entries": entries, "wall_s": round(time.perf_counter() - start, 1)}
-        if args.out:
-            _write_json(args.out, report)
+        if args.output:
+            _write_json(args.output, report)
     return report
 
 
-def _model_options(p, steps: int, warmup: int, timed: str) -> None:
-    p.add_argument("--steps", type=int, default=steps, help=f"timed {timed}")
-    p.add_argument("--warmup", type=int, default=warmup, help="untimed calls first")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--projection", choices=("dense", "transpose"), default="dense")
-    p.add_argument("--small", action="store_true", help="the smoke config's tiny networks")
-    p.add_argument("--edges", help="edge priors, e.g. '' or 'canny' (default: the config's)")
+def _model_flags(fv: flags.FlagValues, steps: int, warmup: int, timed: str) -> None:
+    flags.DEFINE_integer("steps", steps, f"Timed {timed}.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup", warmup, "Untimed calls first.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "Compute dtype (model.dtype).",
+                      flag_values=fv)
+    flags.DEFINE_enum("projection", "dense", ("dense", "transpose"), "model.sr.projection.", flag_values=fv)
+    flags.DEFINE_bool("small", False, "The smoke config's tiny networks.", flag_values=fv)
+    flags.DEFINE_list("edges", None, "Edge priors, comma-separated, e.g. canny,dog; --edges= for none "
+                      "(default: the config's).", flag_values=fv)
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="a stage's training ms/step and images/s")
-    _model_options(p, steps=20, warmup=3, timed="calls (of --steps_per_call steps each)")
-    p.add_argument("--stage", type=int, choices=(1, 2), default=2,
-                   help="1: DeNet + its 16x16 LightCNN; 2: TNet, SNet, DSNet + discriminators")
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--steps_per_call", type=int, default=1,
-                   help="K: steps per jitted call (lax.scan over K staged batches)")
-    p.add_argument("--peak_tflops", type=float, default=0.0,
-                   help="one device's peak for --dtype, for the utilisation figure")
-    p.add_argument("--no_edge_share", dest="edge_share", action="store_false",
-                   help="stage 2: skip the second timing with edges=()")
+def _train_flags(fv: flags.FlagValues, argv) -> None:
+    _model_flags(fv, steps=20, warmup=3, timed="calls (of --steps_per_call steps each)")
+    flags.DEFINE_integer("stage", 2, "1: DeNet + its 16x16 LightCNN; 2: TNet, SNet, DSNet + discriminators.",
+                         lower_bound=1, upper_bound=2, flag_values=fv)
+    flags.DEFINE_integer("batch_size", 256, "Global batch, over every local device.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("steps_per_call", 1, "K: steps per jitted call (lax.scan over K staged batches).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("peak_tflops", 0.0, "One device's peak for --dtype, for the utilisation figure.",
+                       flag_values=fv)
+    flags.DEFINE_bool("edge_share", True, "Stage 2: also time the step with edges=() for the edge priors' "
+                      "share (--noedge_share skips it).", flag_values=fv)
 
 
-def _schedule_parser(sub) -> None:
-    p = sub.add_parser("schedule", help="predicted wall time of the paper's whole schedule")
-    _model_options(p, steps=64, warmup=1, timed="steps per K, rounded up to whole calls")
-    p.add_argument("--ks", default="1,4,16", help="steps per call to measure, comma-separated")
-    p.add_argument("--num_hr", type=int, default=PAPER_NUM_HR, help="HR training faces")
+def _schedule_flags(fv: flags.FlagValues, argv) -> None:
+    _model_flags(fv, steps=64, warmup=1, timed="steps per K, rounded up to whole calls")
+    flags.DEFINE_list("ks", ["1", "4", "16"], "Steps per call to measure, comma-separated.", flag_values=fv)
+    flags.DEFINE_integer("num_hr", PAPER_NUM_HR, "HR training faces.", lower_bound=1, flag_values=fv)
 
 
-def _infer_parser(sub) -> None:
-    p = sub.add_parser("infer", help="SNet inference faces/s per batch size")
-    _model_options(p, steps=20, warmup=3, timed="calls per batch size")
-    p.add_argument("--batch_sizes", "--batch_size", default="1,16,256,1024",
-                   help="comma-separated; each a multiple of the device count")
+def _infer_flags(fv: flags.FlagValues, argv) -> None:
+    _model_flags(fv, steps=20, warmup=3, timed="calls per batch size")
+    flags.DEFINE_list("batch_sizes", ["1", "16", "256", "1024"],
+                      "Batch sizes, comma-separated; each a multiple of the device count.", flag_values=fv)
 
 
-def _torch_ref_option(p) -> None:
-    p.add_argument("--torch_ref", default="bench/torch_ref.py",
-                   help="the PyTorch reference script, relative to the repository root")
+def _torch_ref_flag(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("torch_ref", "bench/torch_ref.py",
+                        "The PyTorch reference script, relative to the repository root.", flag_values=fv)
 
 
-def _torch_parser(sub) -> None:
-    p = sub.add_parser("torch", help="the PyTorch reference (torch_ref.py) as a subprocess")
-    _torch_ref_option(p)
-    p.add_argument("--batch_size", type=int, default=256, help="train batch; inference at 4x")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--modes", default="eager,compile", help="'eager', 'compile' or both")
-    p.add_argument("--steps", type=int, default=0, help="timed steps (0: about 1,280 images)")
-    p.add_argument("--small", action="store_true", help="the smoke config's widths")
+def _torch_flags(fv: flags.FlagValues, argv) -> None:
+    _torch_ref_flag(fv)
+    flags.DEFINE_integer("batch_size", 256, "Train batch; inference at 4x.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "Compute dtype.", flag_values=fv)
+    flags.DEFINE_list("modes", ["eager", "compile"], "eager, compile or both.", flag_values=fv)
+    flags.DEFINE_integer("steps", 0, "Timed steps (0: about 1,280 images).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_bool("small", False, "The smoke config's widths.", flag_values=fv)
 
 
-def _compare_parser(sub) -> None:
-    p = sub.add_parser("compare", help="ours and PyTorch's figures side by side, with ratios")
-    _torch_ref_option(p)
-    p.add_argument("--small", action="store_true",
-                   help="the CPU rehearsal: smoke networks, tiny batches, few steps")
-    p.add_argument("--out", help="also write the report here, after every job")
+def _compare_flags(fv: flags.FlagValues, argv) -> None:
+    _torch_ref_flag(fv)
+    flags.DEFINE_bool("small", False, "The CPU rehearsal: smoke networks, tiny batches, few steps.",
+                      flag_values=fv)
+    flags.DEFINE_string("output", None, "Also write the report here, after every job.", flag_values=fv)
     for name in ("dtypes", "infer_batch_sizes", "ks"):
-        p.add_argument(f"--{name}", help="comma-separated (default: the preset's)")
+        flags.DEFINE_list(name, None, "Comma-separated (default: the preset's).", flag_values=fv)
     for name in ("train_batch", "train_steps", "infer_steps", "schedule_steps", "warmup"):
-        p.add_argument(f"--{name}", type=int, help="default: the preset's")
-    p.add_argument("--torch_steps", type=int, help="timed steps of each PyTorch run "
-                   "(0: about 1,280 training images; default: the preset's)")
-    p.add_argument("--budget_s", type=float, help="start no job after this many seconds")
-    p.add_argument("--torch_compile", action=argparse.BooleanOptionalAction,
-                   help="also torch.compile'd PyTorch at the train batch (device run: yes)")
+        flags.DEFINE_integer(name, None, "Default: the preset's.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("torch_steps", None, "Timed steps of each PyTorch run (0: about 1,280 training "
+                         "images; default: the preset's).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("budget_s", None, "Start no job after this many seconds (default: the preset's).",
+                       flag_values=fv)
+    flags.DEFINE_bool("torch_compile", None, "Also torch.compile'd PyTorch at the train batch (default: the "
+                      "preset's; the device run: yes).", flag_values=fv)
 
 
-def _infer_vs_torch_parser(sub) -> None:
-    p = sub.add_parser("infer_vs_torch", help="SNet faces/s, ours and PyTorch eager, one run")
-    _torch_ref_option(p)
-    p.add_argument("--batch_size", type=int, default=16, help="a multiple of 4")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--small", action="store_true", help="the smoke config's widths")
+def _infer_vs_torch_flags(fv: flags.FlagValues, argv) -> None:
+    _torch_ref_flag(fv)
+    flags.DEFINE_integer("batch_size", 16, "SNet batch, a multiple of 4.", lower_bound=4, flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "Compute dtype.", flag_values=fv)
+    flags.DEFINE_integer("steps", 5, "Timed calls.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup", 1, "Untimed calls first.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_bool("small", False, "The smoke config's widths.", flag_values=fv)
 
 
+#: subcommand: (defines its flags, runs it).
 SUBCOMMANDS = {
-    "data": (_data_parser, data),
-    "train": (_train_parser, train_benchmark),
-    "schedule": (_schedule_parser, schedule_benchmark),
-    "infer": (_infer_parser, infer_benchmark),
-    "torch": (_torch_parser, torch_benchmark),
-    "compare": (_compare_parser, compare),
-    "infer_vs_torch": (_infer_vs_torch_parser, infer_vs_torch),
+    "data": (_data_flags, data),
+    "train": (_train_flags, train_benchmark),
+    "schedule": (_schedule_flags, schedule_benchmark),
+    "infer": (_infer_flags, infer_benchmark),
+    "torch": (_torch_flags, torch_benchmark),
+    "compare": (_compare_flags, compare),
+    "infer_vs_torch": (_infer_vs_torch_flags, infer_vs_torch),
 }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add_parser, _ in SUBCOMMANDS.values():
-        add_parser(sub)
-    args = parser.parse_args(argv)
+HELP_FLAGS = ("--help", "--helpshort", "--helpfull", "--helpxml", "-?")
+
+
+def define(fv: flags.FlagValues, argv) -> None:
+    """The flags of the subcommand named first (none for the help alone)."""
+    command = cli.subcommand(argv, SUBCOMMANDS)
+    if command is not None:
+        SUBCOMMANDS[command][0](fv, argv)
+    elif not set(argv) <= set(HELP_FLAGS):
+        raise cli.FlagsError(f"the subcommand comes first, one of {', '.join(SUBCOMMANDS)}; got {list(argv)}")
+
+
+def run(args: flags.FlagValues, positional: list[str]) -> int:
+    if not positional or positional[0] not in SUBCOMMANDS:
+        raise app.UsageError(f"expected a subcommand first, one of {', '.join(SUBCOMMANDS)}; got {positional}")
+    if len(positional) > 1:
+        raise app.UsageError(f"unexpected arguments: {positional[1:]} (every setting is a --flag)")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only
-        result = SUBCOMMANDS[args.command][1](args)
+        result = SUBCOMMANDS[positional[0]][1](args)
     print(json.dumps(result, indent=1))
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv, positional=True,
+                   config=lambda args: cli.PAPER_CONFIG if cli.subcommand(args, SUBCOMMANDS) == "data" else None)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

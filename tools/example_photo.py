@@ -11,18 +11,16 @@ are written beside the picture, so `super_resolve.py --boxes` reproduces the res
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # fsr_jax/
+import numpy as np
+from absl import flags
+from PIL import Image, ImageDraw
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from fsr_jax import inference, models, photos  # noqa: E402
-from fsr_jax.data import synthetic  # noqa: E402
+from fsr_jax import checkpointing, cli, inference, models, photos
+from fsr_jax.data import synthetic
 
 SIZES = (22, 26, 30, 24, 28)   # face sides in the photo, pixels (about the cascade's lower limit)
 HEIGHT, WIDTH, GAP = 56, 200, 8
@@ -52,14 +50,24 @@ def labelled(image: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([np.asarray(strip), image])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", required=True, help="a trained run")
-    parser.add_argument("--output", required=True, type=pathlib.Path, help="the picture (PNG)")
-    parser.add_argument("--net", choices=inference.SR_NETS, default="snet")
-    args = parser.parse_args(argv)
-    params, step = inference.load_sr_networks(args.workdir, (args.net,))
-    run_cfg = inference.run_config(args.workdir)
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_string("workdir", None, "A trained run.", flag_values=fv)
+    flags.DEFINE_string("output", None, "The picture (PNG); its photo and boxes.json go beside it.",
+                        flag_values=fv)
+    flags.DEFINE_enum("net", "snet", inference.SR_NETS, "SR network.", flag_values=fv)
+    flags.mark_flags_as_required(["workdir", "output"], flag_values=fv)
+
+
+def run(args: flags.FlagValues, positional: list[str]) -> int:
+    del positional
+    output = pathlib.Path(args.output)
+    try:
+        params, step = inference.load_sr_networks(args.workdir, (args.net,))
+        run_cfg = inference.run_config(args.workdir)
+    except checkpointing.CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     model, scale = models.build_sr(run_cfg.model), run_cfg.model.sr.scale
     photo, boxes = group_photo()
     result = photos.super_resolve_photo(
@@ -71,12 +79,18 @@ def main(argv: list[str] | None = None) -> None:
         labelled(photos.upscale(photo, scale), "PIL bicubic 4x"),
         labelled(result.image, f"faces super-resolved by {args.net} (checkpoint {step}), given boxes, "
                                "feathered paste-back")])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(args.output)
-    stem = args.output.with_suffix("")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(output)
+    stem = output.with_suffix("")
     Image.fromarray(photo).save(f"{stem}_input.png")
     pathlib.Path(f"{stem}_boxes.json").write_text(json.dumps({f"{stem.name}_input.png": {"faces": boxes.tolist()}}))
-    print(f"wrote {args.output}, {stem}_input.png and {stem}_boxes.json")
+    print(f"wrote {output}, {stem}_input.png and {stem}_boxes.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Loss curves of several runs side by side: a markdown table and a PNG chart.
 
-  python tools/loss_curves.py runs/fp32 runs/bf16 --stage teacher_student \
+  python tools/loss_curves.py runs/fp32 runs/bf16 --stage teacher_student \\
       --terms tnet/rec,snet/rec --output curves.png
 
 Reads W/<stage>/metrics.jsonl of each workdir (one JSON line per log step) and prints, for each
@@ -9,13 +9,15 @@ panel per term, one colour per run, log-scale losses). Runs without JAX or Tenso
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
 import sys
 
+from absl import app, flags
 from PIL import Image, ImageDraw
+
+from fsr_jax import cli
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 PANEL_W, PANEL_H, MARGIN = 420, 260, 40
@@ -82,24 +84,34 @@ def draw(runs: dict[str, dict[str, dict[int, float]]], terms: list[str]) -> Imag
     return image
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workdirs", nargs="+", type=pathlib.Path, help="runs to compare")
-    parser.add_argument("--stage", default="teacher_student", help="degradation or teacher_student")
-    parser.add_argument("--terms", help="comma-separated loss terms (default: every term of the first run)")
-    parser.add_argument("--output", type=pathlib.Path, help="PNG chart to write")
-    args = parser.parse_args(argv)
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_enum("stage", "teacher_student", ("degradation", "teacher_student"), "The stage's curves.",
+                      flag_values=fv)
+    flags.DEFINE_list("terms", None, "Loss terms, comma-separated (default: every term of the first run).",
+                      flag_values=fv)
+    flags.DEFINE_string("output", None, "Also draw the curves into this PNG.", flag_values=fv)
+
+
+def run(args: flags.FlagValues, workdirs: list[str]) -> int:
+    if not workdirs:
+        raise app.UsageError("no workdir given: pass the runs to compare")
     try:
-        runs = {str(w): read_curves(w, args.stage) for w in args.workdirs}
+        runs = {w: read_curves(pathlib.Path(w), args.stage) for w in workdirs}
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    terms = args.terms.split(",") if args.terms else sorted(next(iter(runs.values())))
+    terms = args.terms or sorted(next(iter(runs.values())))
     print(markdown(runs, terms))
     if args.output:
         draw(runs, terms).save(args.output)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv, positional=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

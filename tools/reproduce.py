@@ -1,8 +1,11 @@
 """The paper's recipe as one command: train both stages, evaluate, export, write W/results.md.
 
-  python tools/reproduce.py --hr_dir DATA/HIGH --lr_dir DATA/LOW \\
-      --test_set celeba=DATA/test/celeba --test_set widerface=DATA/test/widerface --workdir W \\
+  python tools/reproduce.py --workdir W --config.data.hr_dir=DATA/HIGH --config.data.lr_dir=DATA/LOW \\
+      --test_set celeba=DATA/test/celeba --test_set widerface=DATA/test/widerface \\
       [--config configs/teacher_student.py] [--config.stage2.epochs=20 ...] [--smoke]
+
+The flags are the main job's (`python -m fsr_jax.main`): --config (default: the paper's),
+--config.section.field=value overrides, --test_set NAME=FOLDER and --workdir.
 
 1. Prepares the datasets and trains the config's stages into W (stage 1 DeNet, stage 2 TNet
    and SNet), as `python -m fsr_jax.main` does, timing each stage.
@@ -27,64 +30,57 @@ import shlex
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/, fsr_jax/
+from absl import flags
 
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from fsr_jax import cli
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = "configs/teacher_student.py"
-SMOKE_CONFIG = "configs/smoke.py"
+DEFAULT_CONFIG = cli.PAPER_CONFIG
+SMOKE_CONFIG = cli.config_file("smoke")
 # --smoke's evaluation settings (each unless given as --config.eval.<field>=...).
 SMOKE_EVAL = {"max_images": 8, "fid_reference_images": 16, "batch_size": 8, "grid_faces": 8}
 STATE_FILE = "reproduce.json"
 RESULTS_FILE = "results.md"
 
 
-def parse(argv: list[str]) -> flags.FlagValues:
-    """Flags of the recipe from argv (without the program name), in their own FlagValues so that
-    main() can run more than once in a process (tests). flags.Error or ValueError on bad flags."""
-    given_config = any(a == "--config" or a.startswith("--config=") for a in argv)
-    default = SMOKE_CONFIG if "--smoke" in argv and not given_config else DEFAULT_CONFIG
+def define_smoke(fv: flags.FlagValues) -> None:
+    flags.DEFINE_bool("smoke", False, f"Tiny networks (configs/{SMOKE_CONFIG.name} unless --config), few "
+                      f"steps, {SMOKE_EVAL['max_images']} faces per test set.", flag_values=fv)
+
+
+def default_config(argv: list[str]) -> pathlib.Path:
+    """The config file without --config: the smoke config with --smoke, else the paper's."""
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", str(REPO / default), "Config file (configs/*.py); "
-                                    "--config.section.field=value overrides a field.",
-                                    flag_values=fv, lock_config=True, sys_argv=["reproduce.py", *argv])
+    define_smoke(fv)
+    try:
+        fv(["reproduce.py", *argv], known_only=True)
+    except flags.Error:
+        return DEFAULT_CONFIG  # reported when all the flags are parsed
+    return SMOKE_CONFIG if fv.smoke else DEFAULT_CONFIG
+
+
+def define(fv: flags.FlagValues, argv: list[str]) -> None:
+    cli.define_config(fv, argv, default_config(argv), "Config file (configs/*.py; default: the paper's, "
+                      f"configs/{DEFAULT_CONFIG.name}, or with --smoke configs/{SMOKE_CONFIG.name}); "
+                      "--config.section.field=value overrides a field, as for python -m fsr_jax.main.")
     flags.DEFINE_string("workdir", None, "Run folder: checkpoints, evaluation, exports, results.md.",
                         flag_values=fv)
-    flags.DEFINE_string("hr_dir", None, "HR training faces (SCGAN's HIGH/); with --lr_dir.", flag_values=fv)
-    flags.DEFINE_string("lr_dir", None, "Real LR training faces (SCGAN's LOW/); with --hr_dir.", flag_values=fv)
-    flags.DEFINE_multi_string("test_set", [], "NAME=FOLDER (LR/ and optionally HR/), repeatable.", flag_values=fv)
-    flags.DEFINE_bool("smoke", False, f"Tiny networks ({SMOKE_CONFIG} unless --config), few steps, "
-                      f"{SMOKE_EVAL['max_images']} faces per test set.", flag_values=fv)
-    fv(["reproduce.py", *argv])
-    if fv.workdir is None:
-        raise ValueError("--workdir is required")
-    return fv
+    cli.define_test_sets(fv)
+    define_smoke(fv)
+    flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
 def config_arg(fv: flags.FlagValues) -> str:
-    """The config file as the user gave it (or the default), for printed commands."""
-    path = pathlib.Path(fv["config"].config_filename)
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    """The config file as a command names it: configs/<name>.py for the package's configs."""
+    path = pathlib.Path(fv["config"].config_filename).resolve()
+    return f"configs/{path.name}" if path.parent == DEFAULT_CONFIG.parent else str(path)
 
 
 def build_config(fv: flags.FlagValues, argv: list[str]):
-    """The config of the recipe: the file with its overrides, the data folders and test sets,
-    and --smoke's eval settings; plus the extra overrides that make the printed commands equal."""
+    """The config of the recipe: the file with its overrides and test sets, and --smoke's eval
+    settings; plus the extra overrides that make the printed eval command equal."""
     from fsr_jax import data  # noqa: PLC0415
 
     config = fv.config
-    extra = []
-    if fv.hr_dir is not None:
-        config.data.hr_dir = fv.hr_dir
-        extra.append(f"--config.data.hr_dir={fv.hr_dir}")
-    if fv.lr_dir is not None:
-        config.data.lr_dir = fv.lr_dir
-        extra.append(f"--config.data.lr_dir={fv.lr_dir}")
     data.add_test_sets(config.data, fv.test_set)
     overridden = {a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")}
     eval_extra = []
@@ -93,7 +89,7 @@ def build_config(fv: flags.FlagValues, argv: list[str]):
             if f"eval.{key}" not in overridden:
                 config.eval[key] = value
                 eval_extra.append(f"--config.eval.{key}={value}")
-    return config, extra, eval_extra
+    return config, eval_extra
 
 
 def stage_total_steps(config, stage: str) -> int:
@@ -267,13 +263,14 @@ def results_markdown(recipe: Recipe, metrics: dict, eval_folder: pathlib.Path, e
     return "\n".join(lines)
 
 
-def step_commands(argv: list[str], fv, extra: list[str], eval_extra: list[str], exported_nets) -> dict:
-    """{'recipe': this command, 'train', 'eval', 'export <net>': the equivalent commands}."""
+def step_commands(argv: list[str], fv, eval_extra: list[str], exported_nets) -> dict:
+    """{'recipe': this command, 'prepare', 'train', 'eval', 'export <net>': the equivalent commands}."""
     overrides = [a for a in argv if a.startswith("--config.")]
     tests = [f"--test_set={t}" for t in fv.test_set]
-    base = ["--config", config_arg(fv), "--workdir", fv.workdir, *overrides, *extra]
+    base = ["--config", config_arg(fv), "--workdir", fv.workdir, *overrides]
     workdir = pathlib.Path(fv.workdir)
     commands = {"recipe": ["python", "tools/reproduce.py", *argv],
+                "prepare": ["python", "-m", "fsr_jax.data.prepare", "--config", config_arg(fv), *overrides, *tests],
                 "train": ["python", "-m", "fsr_jax.main", *base],
                 "eval": ["python", "-m", "fsr_jax.main", *base, *tests, "--config.mode=eval", *eval_extra]}
     for net in exported_nets:
@@ -282,16 +279,8 @@ def step_commands(argv: list[str], fv, extra: list[str], eval_extra: list[str], 
     return commands
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--help" in argv or "-h" in argv:
-        print(__doc__)
-        return 0
-    try:
-        fv = parse(argv)
-    except (flags.Error, ValueError) as err:
-        print(f"error: {err}\n(see python tools/reproduce.py --help)", file=sys.stderr)
-        return 2
+def run(argv: list[str], fv: flags.FlagValues) -> int:
+    """The recipe with the parsed flags `fv` of the command line `argv` (which the printed commands repeat)."""
     import jax  # noqa: PLC0415
 
     from fsr_jax import checkpointing, config_checks, metrics, observe, train  # noqa: PLC0415
@@ -300,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     observe.quiet_library_logs()
     try:
-        config, extra, eval_extra = build_config(fv, argv)
+        config, eval_extra = build_config(fv, argv)
         if STAGE2 not in config.stages:
             raise config_checks.ConfigError(f"the recipe evaluates TNet and SNet, which stage {STAGE2!r} "
                                             f"trains; the config's stages are {list(config.stages)}")
@@ -318,16 +307,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     device = f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.devices()[0].platform})"
-    commands = step_commands(argv, fv, extra, eval_extra, exported)
+    commands = step_commands(argv, fv, eval_extra, exported)
     text = results_markdown(recipe, results, eval_folder, exported, commands, fv.smoke, device)
     (recipe.dir / RESULTS_FILE).write_text(text)
     print(f"wrote {recipe.dir / RESULTS_FILE}")
     return 0
 
 
-if __name__ == "__main__":
-    from absl import logging  # noqa: E402
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    return cli.run(define, lambda fv, _: run(given, fv), argv, config=default_config, info_logs=True)
 
-    logging.use_absl_handler()
-    logging.set_verbosity(logging.INFO)  # the progress lines of training, as the main job shows them
-    sys.exit(main())
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ or exported weights.
 --weights takes a file written by `python -m fsr_jax.export` (the network and its config; no
 workdir needed) instead of --workdir; exactly one of them is given.
 Faces: every image (any size; resized to the network's LR size with PIL bicubic and counted, or
-refused with --no-resize) becomes OUT/<name>.png at 4x that size. Photos (--detect or
+refused with --noresize) becomes OUT/<name>.png at 4x that size. Photos (--detect or
 --boxes): OUT/<name>.png is the photo enlarged 4x (PIL bicubic) with each face replaced by its
 SR version (feathered blend), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
 boxes {file name: {"faces": [[x, y, w, h], ...], "crops": [...]}} in original photo pixels.
@@ -21,47 +21,44 @@ Runs without TensorFlow.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # fsr_jax/
+import numpy as np
+from absl import flags
+from PIL import Image
 
-from fsr_jax import checkpointing, export, inference, models, photos  # noqa: E402
-from fsr_jax.data import images  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workdir", help="a trained run (W/teacher_student/checkpoints)")
-    source.add_argument("--weights", help="a weights file of one network (python -m fsr_jax.export)")
-    parser.add_argument("--input", required=True, help="an image file or a folder of them")
-    parser.add_argument("--output", required=True, help="folder for the results (created)")
-    parser.add_argument("--net", choices=inference.SR_NETS, default=None,
-                        help="SR network (default snet; with --weights, the file's, which it must match)")
-    parser.add_argument("--step", type=int, default=None,
-                        help="checkpoint step (default: the newest; --workdir only)")
-    parser.add_argument("--batch_size", type=int, default=64, help="faces per SR batch")
-    parser.add_argument("--no-resize", dest="resize", action="store_false",
-                        help="refuse face crops that are not exactly the LR size instead of resizing them")
-    parser.add_argument("--detect", action="store_true", help="inputs are whole photos: find the faces")
-    parser.add_argument("--boxes", type=pathlib.Path, help="boxes.json giving the faces of each photo "
-                        "(implies photo mode; no detection)")
-    parser.add_argument("--margin", type=float, default=photos.MARGIN,
-                        help="crop side / face box side (default %(default)s)")
-    args = parser.parse_args(argv)
-    if args.batch_size <= 0:
-        parser.error(f"--batch_size must be positive, got {args.batch_size}")
-    if args.weights and args.step is not None:
-        parser.error("--step picks a checkpoint of --workdir; a weights file holds one step")
-    return args
+from fsr_jax import checkpointing, cli, export, inference, models, photos
+from fsr_jax.data import images
 
 
-def load_network(args) -> tuple[models.FeedbackSR, dict, int, str]:
+def define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_string("workdir", None, "A trained run (W/teacher_student/checkpoints); or --weights.",
+                        flag_values=fv)
+    flags.DEFINE_string("weights", None, "A weights file of one network (python -m fsr_jax.export); "
+                        "or --workdir.", flag_values=fv)
+    flags.DEFINE_string("input", None, "An image file or a folder of them.", flag_values=fv)
+    flags.DEFINE_string("output", None, "Folder for the results (created).", flag_values=fv)
+    flags.DEFINE_enum("net", None, inference.SR_NETS, "SR network (default snet; with --weights, the "
+                      "file's, which it must match).", flag_values=fv)
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest; --workdir only).", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 64, "Faces per SR batch.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("resize", True, "Resize face crops that are not exactly the LR size (PIL bicubic); "
+                      "--noresize refuses them.", flag_values=fv)
+    flags.DEFINE_bool("detect", False, "Inputs are whole photos: find the faces.", flag_values=fv)
+    flags.DEFINE_string("boxes", None, "boxes.json giving the faces of each photo (implies photo mode; "
+                        "no detection).", flag_values=fv)
+    flags.DEFINE_float("margin", photos.MARGIN, "Crop side / face box side.", flag_values=fv)
+    flags.mark_flags_as_required(["input", "output"], flag_values=fv)
+    flags.mark_flags_as_mutual_exclusive(["workdir", "weights"], required=True, flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["weights", "step"], lambda given: not (given["weights"] and given["step"] is not None),
+        "--step picks a checkpoint of --workdir; a weights file holds one step", flag_values=fv)
+
+
+def load_network(args: flags.FlagValues) -> tuple[models.FeedbackSR, dict, int, str]:
     """(module, params, LR size, description) of --weights or of --net in --workdir."""
     if args.weights:
         model, params, meta = export.load_weights(args.weights, net=args.net)
@@ -96,7 +93,7 @@ def run_faces(args, paths, sr_fn, lr_size: int, out: pathlib.Path) -> list[tuple
 
 def run_photos(args, paths, sr_fn, lr_size: int, scale: int, out: pathlib.Path) -> list[tuple]:
     """Photos -> OUT/<stem>.png, OUT/<stem>_faces/, OUT/boxes.json; returns the failures."""
-    given = read_boxes(args.boxes) if args.boxes else None
+    given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
     failed, record = [], {}
     for path in paths:
         if given is not None and path.name not in given:
@@ -120,8 +117,8 @@ def run_photos(args, paths, sr_fn, lr_size: int, scale: int, out: pathlib.Path) 
     return failed
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: flags.FlagValues, positional: list[str]) -> int:
+    del positional
     try:
         paths = inference.image_paths(args.input)
         model, params, lr_size, described = load_network(args)
@@ -151,5 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -11,19 +11,21 @@ exists in the default set too. **Decision**: the paper trains on FFHQ / WIDER FA
 Every face i of stream s is drawn from `numpy.random.default_rng([seed, s, i])`; the streams
 (HR train, LR train, HR test, LR test) never share a seed, so HR and LR sets are unpaired.
 
-Run `python -m fsr_jax.data.synthetic --contact_sheet docs/contact_sheet_synthetic.png` for
-a picture of both sets.
+Run `python -m fsr_jax.data.synthetic --output docs/contact_sheet_synthetic.png [--seed 0]` for
+a contact sheet of both sets.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import math
 
 import cv2
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw
+
+from fsr_jax import cli
 
 # Seed streams: face i of stream s comes from default_rng([seed, s, i]).
 STREAM_HR, STREAM_LR, STREAM_TEST_HR, STREAM_TEST_LR = 0, 1, 2, 3
@@ -330,13 +332,22 @@ def contact_sheet(seed: int = 0, rows: int = 6, cols: int = 8, hr_size: int = 64
     return sheet
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--contact_sheet", required=True, help="PNG file to write")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    contact_sheet(args.seed).save(args.contact_sheet)
-    print(f"wrote {args.contact_sheet}")
+def _define(fv: flags.FlagValues, argv) -> None:
+    del argv
+    flags.DEFINE_string("output", None, "The contact sheet to write (PNG).", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the faces.", flag_values=fv)
+    flags.mark_flag_as_required("output", flag_values=fv)
+
+
+def _run(fv: flags.FlagValues, args: list[str]) -> None:
+    del args
+    contact_sheet(fv.seed).save(fv.output)
+    print(f"wrote {fv.output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The contact-sheet command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(_define, _run, argv)
 
 
 if __name__ == "__main__":

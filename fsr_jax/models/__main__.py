@@ -1,7 +1,10 @@
-"""`python -m fsr_jax.models --summary [--config configs/teacher_student.py]`: parameter tables.
+"""Parameter tables of the networks of a config.
 
-Prints, for each network of the config, the parameter count of every top-level layer and the
-total. Parameters are built with `jax.eval_shape`, so this is instant even at full size.
+    python -m fsr_jax.models --summary [--config configs/teacher_student.py] [--config.model.sr.features=32]
+
+Prints, for each network of the config (default: the paper's), the parameter count of every
+top-level layer and the total. Parameters are built with `jax.eval_shape`, so this is instant
+even at full size.
 """
 from __future__ import annotations
 
@@ -12,14 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
-from fsr_jax import models
+from fsr_jax import cli, models
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file with a `model` section (default: the paper's sizes).",
-    lock_config=True)
-_SUMMARY = flags.DEFINE_bool("summary", False, "Print the parameter tables.")
+
+def define(fv: flags.FlagValues, argv) -> None:
+    cli.define_config(fv, argv)
+    flags.DEFINE_bool("summary", False, "Print the parameter tables.", flag_values=fv)
 
 
 def parameter_table(module, example: jax.ShapeDtypeStruct) -> list[tuple[str, int]]:
@@ -50,11 +52,11 @@ def networks(cfg, hr_size: int = 64):
     ]
 
 
-def main(argv):
-    del argv
-    if not _SUMMARY.value:
+def run(fv: flags.FlagValues, args: list[str]) -> None:
+    del args
+    if not fv.summary:
         raise app.UsageError("nothing to do: pass --summary to print the parameter tables")
-    cfg = _CONFIG.value.model if _CONFIG.value is not None else models.default_config()
+    cfg = fv.config.model
     for name, module, example in networks(cfg):
         rows = parameter_table(module, example)
         width = max(len(layer) for layer, _ in rows)
@@ -64,5 +66,10 @@ def main(argv):
         print(f"  {'total':<{width}}  {sum(c for _, c in rows):>12,}")
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command; `argv` (the arguments after the program name) runs it in this process."""
+    return cli.run(define, run, argv, config=cli.PAPER_CONFIG)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    main()
