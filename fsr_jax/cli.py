@@ -84,7 +84,7 @@ def subcommand(argv: Sequence[str], names: Sequence[str]) -> str | None:
     return first if first in names else None
 
 
-def _flags_error(message: str) -> None:
+def report_flags_error(message: str) -> None:
     """absl.app's message for flags that cannot be parsed."""
     message = "\n" + textwrap.indent(message, "  ") if "\n" in message else f" {message}"
     sys.stderr.write(f"FATAL Flags parsing error:{message}\n"
@@ -95,7 +95,7 @@ class FlagsError(flags.Error):
     """Flags that cannot be parsed; the message is absl's."""
 
 
-def _parse(fv: flags.FlagValues, argv: list[str]) -> list[str]:
+def parse_into(fv: flags.FlagValues, argv: list[str]) -> list[str]:
     """The positional arguments (with the program name) of `argv` parsed into `fv`; FlagsError."""
     try:
         return fv(argv)
@@ -135,7 +135,7 @@ def parse(define: Define, argv: Sequence[str], *, config: ConfigDefault = None) 
     args = _arguments(argv, config)
     fv = flags.FlagValues()
     define(fv, args)
-    _parse(fv, [_program(), *args])
+    parse_into(fv, [_program(), *args])
     return fv
 
 
@@ -172,14 +172,14 @@ def run(define: Define, main: Main, argv: Sequence[str] | None = None, *, positi
         try:
             define(flags.FLAGS, args)
         except FlagsError as err:
-            _flags_error(str(err))
+            report_flags_error(str(err))
             sys.exit(1)
 
         def parse_or_exit(full: list[str]) -> list[str]:
             try:
-                return _parse(flags.FLAGS, full)
+                return parse_into(flags.FLAGS, full)
             except FlagsError as err:
-                _flags_error(str(err))
+                report_flags_error(str(err))
                 sys.exit(1)
 
         def main_from_shell(rest: list[str]) -> int:
@@ -191,9 +191,9 @@ def run(define: Define, main: Main, argv: Sequence[str] | None = None, *, positi
     fv = flags.FlagValues()
     try:
         define(fv, args)
-        rest = _parse(fv, [_program(), *args])
+        rest = parse_into(fv, [_program(), *args])
     except FlagsError as err:
-        _flags_error(str(err))
+        report_flags_error(str(err))
         return 1
     try:
         return call(fv, rest[1:])

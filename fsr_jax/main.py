@@ -12,13 +12,13 @@ import ast
 import importlib.util
 import os
 import pathlib
-import re
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fsr_jax import cli
 from fsr_jax.data.config import parse_test_sets
 from fsr_jax.stopping import StoppedBeforeTraining, Stopper
 
@@ -119,21 +119,12 @@ def main(argv: list[str]) -> None:
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, where a bad flag or `--config.*` override (unknown field, wrong type)
-    stops the command with one line instead of a chain of tracebacks."""
+    stops the job with absl's one-line message, as every fsr_jax command does."""
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
-        message = str(err)
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
-        overrides = [a for a in argv[1:] if a.startswith("--config.")]
-        hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(err))
-        if hint:
-            named = [a for a in overrides if f".{hint[2]}" in a.split("=")[0]] or overrides
-            message = f"unknown config field '{hint[2]}' in {' '.join(named)}: did you mean '{hint[1]}'?"
-        else:
-            message = f"bad config override in {' '.join(overrides)}: {str(err).splitlines()[0]}"
-    print(f"error: {message}\n(--helpshort lists the flags and configs)", file=sys.stderr)
-    sys.exit(2)
+        return cli.parse_into(flags.FLAGS, argv)
+    except cli.FlagsError as err:
+        cli.report_flags_error(str(err))
+        sys.exit(1)
 
 
 def run() -> None:

@@ -305,21 +305,11 @@ def measure_train(config, stage: int, batch_size: int, steps_per_call: int, call
 
 
 def step_flops(config, stage: int, batch_size: int) -> float | None:
-    """XLA's FLOPs of one training step on a whole batch of `batch_size`: the cost analysis of
-    the unoptimised HLO lowered for the host CPU, which counts every convolution on any
-    accelerator (the GPU's compiled analysis leaves out the cuDNN calls, and a `lax.scan` body
-    is counted once whatever K). None where XLA gives no figure."""
-    import jax
+    """XLA's FLOPs of one training step on a whole batch of `batch_size` (`fsr_jax.cost`: the
+    step lowered for the host CPU, which counts every convolution on any accelerator)."""
+    from fsr_jax import cost
 
-    from fsr_jax.steps import stage_step
-
-    nets, tx, state = _initial_state(stage, _config_key(config))
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), state)
-    batch = {name: jax.ShapeDtypeStruct((batch_size, *shape), "float32", sharding=cpu)
-             for name, shape in FACE_SHAPES.items()}
-    cost = jax.jit(stage_step(_stage_name(stage), config, nets, tx)).lower(state, batch).cost_analysis()
-    return float(cost["flops"]) if cost and "flops" in cost else None
+    return cost.step_flops(_stage_name(stage), config, batch_size)
 
 
 def flops_fields(flops: float | None, batch_size: int, step_ms: float, peak_tflops: float,
