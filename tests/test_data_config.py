@@ -1,5 +1,7 @@
 """fsr_jax.data.config: defaults, typed placeholders, the tfds_dir environment override."""
 
+import pytest
+
 from fsr_jax.data import config
 
 
@@ -17,3 +19,28 @@ def test_tfds_dir_environment_override(monkeypatch):
     assert config.default_config().tfds_dir == "/somewhere/tfds"
     monkeypatch.delenv(config.TFDS_DIR_ENV)
     assert config.default_config().tfds_dir == config.DEFAULT_TFDS_DIR
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "/abs", "..", "two words", "dot.ted",
+                                  "tab\there"])
+def test_test_set_names_with_path_characters_are_refused(name):
+    with pytest.raises(ValueError) as e:
+        config.parse_test_sets([f"{name}=/data/test"])
+    assert str(e.value) == (f"test set name {name!r}: use only letters, digits, '_' and '-' "
+                            "(it names a folder)")
+
+
+def test_test_set_names_accepted():
+    assert config.parse_test_sets(["celeba=/a", "wider_face-2=/b"]) == {"celeba": "/a",
+                                                                        "wider_face-2": "/b"}
+
+
+def test_problems_name_the_allowed_values():
+    c = config.default_config()
+    assert config.problems(c) == []
+    assert c.max_image_pixels == 8192 * 8192
+    c.on_bad_image, c.on_wrong_size, c.max_image_pixels = "warn", "pad", 0
+    assert config.problems(c) == [
+        "data.on_bad_image must be one of 'error', 'skip', got 'warn'",
+        "data.on_wrong_size must be one of 'resize', 'error', got 'pad'",
+        "data.max_image_pixels must be positive, got 0"]

@@ -1,6 +1,10 @@
 """fsr_jax.data.datasets (+ builders): preparing the shared faces, policies, reuse, test sets."""
+import json
 import logging
+import pathlib
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -171,3 +175,134 @@ def test_test_set_pair_with_a_skipped_file_is_dropped_and_logged(tmp_path, faces
     loaded = data.load_test_set(cfg, "mine")
     assert len(loaded["names"]) == 99 and "202501.png" not in loaded["names"]
     assert "1 pairs dropped" in caplog.text and "202501.png" in caplog.text
+
+
+def test_intake_errors_through_preparation_skip_and_error(tmp_path, faces_dir, monkeypatch,
+                                                          caplog):
+    from test_data_images import INTAKE_REASONS, intake_folder
+
+    faces = sorted((faces_dir / "train" / "HIGH").iterdir())[:6]
+    folder = intake_folder(tmp_path / "hr", faces, monkeypatch)
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    with pytest.raises(images.DataError) as e:
+        datasets.folder_builder(folder, 64, cfg, "hr")
+    for name, reason in INTAKE_REASONS.items():
+        assert f"{folder / name}: " in str(e.value) and reason in str(e.value)
+
+    caplog.set_level(logging.INFO, logger="absl")
+    cfg.on_bad_image = "skip"
+    builder = datasets.folder_builder(folder, 64, cfg, "hr")
+    _, names = datasets.read_faces(builder)
+    assert names == sorted(f.name for f in faces[:4])
+    assert "4 bad files skipped" in caplog.text
+    assert sorted(b[0] for b in builder.info.metadata["scans"]["image"]["bad"]) == sorted(
+        INTAKE_REASONS)
+
+
+def test_max_image_pixels_is_a_config_field(tmp_path, faces_dir):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for f in sorted((faces_dir / "train" / "HIGH").iterdir())[:3]:
+        shutil.copy(f, folder / f.name)
+    Image.open(f).resize((100, 100)).save(folder / "big.png")
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.max_image_pixels = 64 * 64
+    with pytest.raises(images.DataError, match=r"big.png: too large: 10,000 pixels \(100x100\)"):
+        datasets.folder_builder(folder, 64, cfg, "hr")
+    cfg.on_bad_image = "skip"
+    assert datasets.folder_builder(folder, 64, cfg, "hr").info.splits["train"].num_examples == 3
+    cfg.max_image_pixels = 100 * 100  # another limit is another dataset
+    assert datasets.folder_builder(folder, 64, cfg, "hr").info.splits["train"].num_examples == 4
+
+
+def _small_hr(tmp_path, faces_dir, n=5):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for f in sorted((faces_dir / "train" / "HIGH").iterdir())[:n]:
+        shutil.copy(f, folder / f.name)
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    return folder, cfg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_damaged_prepared_dataset_is_rebuilt(tmp_path, faces_dir, caplog, damage):
+    folder, cfg = _small_hr(tmp_path, faces_dir)
+    first = datasets.folder_builder(folder, 64, cfg, "hr")
+    expected, expected_names = datasets.read_faces(first)
+    manifest = json.loads((pathlib.Path(first.data_dir) / datasets.MANIFEST).read_text())
+    shard = next(n for n in manifest["files"] if ".array_record" in n)
+    assert {"dataset_info.json", "features.json"} <= set(manifest["files"])
+    path = pathlib.Path(first.data_dir) / shard
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # same size, one byte changed: found by the sha256
+        path.write_bytes(raw[:-10] + bytes([raw[-10] ^ 0xFF]) + raw[-9:])
+    caplog.set_level(logging.INFO, logger="absl")
+    again = datasets.folder_builder(folder, 64, cfg, "hr")
+    damaged = [r.getMessage() for r in caplog.records if "is damaged (" in r.getMessage()]
+    assert len(damaged) == 1 and shard in damaged[0] and "rebuilding it" in damaged[0]
+    assert "the prepared one was damaged" in caplog.text
+    faces, names = datasets.read_faces(again)
+    np.testing.assert_array_equal(faces, expected)
+    assert names == expected_names
+    caplog.clear()
+    datasets.folder_builder(folder, 64, cfg, "hr")
+    assert "reusing the prepared dataset" in caplog.text and "is damaged" not in caplog.text
+
+
+def test_concurrent_prepares_of_one_dataset_are_serialised(tmp_path, monkeypatch, caplog):
+    from fsr_jax.data import builders
+
+    caplog.set_level(logging.INFO, logger="absl")
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.synthetic_hr = 4
+    slow = builders.SyntheticFaces._generate_examples
+
+    def slow_examples(self):
+        time.sleep(1.0)  # the first prepare is still writing when the second starts
+        yield from slow(self)
+
+    monkeypatch.setattr(builders.SyntheticFaces, "_generate_examples", slow_examples)
+    results, errors = [], []
+
+    def prepare():
+        try:
+            results.append(datasets.synthetic_builder(cfg, "hr"))
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.3)
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len({str(b.data_dir) for b in results}) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("preparing synthetic hr faces") for m in messages) == 1
+    assert sum(m.startswith("waiting for another prepare of synthetic hr faces")
+               for m in messages) == 1
+    assert sum("reusing the prepared dataset" in m for m in messages) == 1
+    for builder in results:
+        assert datasets.read_faces(builder)[0].shape == (4, 64, 64, 3)
+
+
+def test_bad_policy_values_are_one_line_errors(tmp_path):
+    cfg = data.default_config()
+    cfg.tfds_dir, cfg.progress = str(tmp_path / "tfds"), False
+    cfg.on_bad_image, cfg.on_wrong_size = "ignore", "crop"
+    with pytest.raises(images.DataError) as e:
+        datasets.train_builders(cfg)
+    assert str(e.value) == (
+        "invalid data config: data.on_bad_image must be one of 'error', 'skip', got 'ignore'; "
+        "data.on_wrong_size must be one of 'resize', 'error', got 'crop'")
+    cfg.on_bad_image, cfg.on_wrong_size = "skip", "resize"
+    cfg.test_sets["a/outside"] = str(tmp_path)  # a config file can set what --test_set refuses
+    with pytest.raises(images.DataError, match="test set name 'a/outside': use only letters"):
+        data.load_test_set(cfg, "a/outside")

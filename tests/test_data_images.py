@@ -1,4 +1,5 @@
 """fsr_jax.data.images: decoding, normalisation and folder policies on real faces."""
+import os
 import pathlib
 import shutil
 
@@ -138,3 +139,102 @@ def test_missing_and_empty_folders_are_named(tmp_path):
     (tmp_path / "empty" / "list.csv").write_text("a,b")
     with pytest.raises(images.DataError, match=f"{tmp_path / 'empty'} holds no image"):
         images.scan_folder(tmp_path / "empty", 64, progress=False)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file that declares width x height (8-bit grayscale) but holds almost no pixel data:
+    enough for PIL to read its size lazily, never decodable in full."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def test_oversized_image_is_refused_before_decoding_naming_the_file(tmp_path, face_files,
+                                                                    monkeypatch):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(15000, 15000))  # over PIL's decompression-bomb limit too
+    with pytest.raises(images.BadImageError, match=f"{huge}: too large: 225,000,000 pixels") as e:
+        images.check_image(huge, 64, max_pixels=8192 * 8192)
+    assert "data.max_image_pixels" in e.value.reason
+    with pytest.raises(images.BadImageError, match=f"{huge}: too large"):  # PIL's limit, named
+        images.read_image(huge)
+
+    def no_decoding(self):
+        raise AssertionError("decoded an image over the pixel limit")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    with pytest.raises(images.BadImageError, match=r"too large: 4,096 pixels \(64x64\), over "
+                       "data.max_image_pixels = 4,095"):
+        images.check_image(face_files[0], 64, max_pixels=4095)
+
+
+def intake_folder(root: pathlib.Path, face_files, monkeypatch) -> pathlib.Path:
+    """4 good faces + an oversized image, a non-UTF-8 file name (byte 0xff), a dangling symbolic
+    link and an unreadable file (PermissionError on open, simulated when running as root)."""
+    root.mkdir()
+    for f in face_files[:4]:
+        shutil.copy(f, root / f.name)
+    (root / "huge.png").write_bytes(png_header(15000, 15000))
+    with open(os.path.join(os.fsencode(root), b"bad\xffname.png"), "wb") as f:
+        f.write(face_files[4].read_bytes())
+    (root / "link.png").symlink_to(root.parent / "nowhere.png")
+    locked = root / "locked.png"
+    shutil.copy(face_files[5], locked)
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root reads through mode 000: refuse it as chmod would
+        real_open = open
+
+        def refusing_open(path, *args, **kwargs):
+            if os.fspath(path) == str(locked):
+                raise PermissionError(13, "Permission denied", str(locked))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(images, "open", refusing_open, raising=False)
+    return root
+
+
+INTAKE_REASONS = {"huge.png": "too large: 225,000,000 pixels",
+                  "bad\\xffname.png": "file name is not valid UTF-8",
+                  "link.png": "dangling symbolic link",
+                  "locked.png": "unreadable file (PermissionError"}
+
+
+def test_intake_errors_are_named_counted_and_skipped(tmp_path, face_files, monkeypatch):
+    folder = intake_folder(tmp_path / "intake", face_files, monkeypatch)
+    scan = images.scan_folder(folder, 64, on_bad_image="skip", max_pixels=8192 * 8192,
+                              progress=False)
+    assert sorted(p.name for p in scan.good) == sorted(f.name for f in face_files[:4])
+    assert sorted(n for n, _ in scan.bad) == sorted(INTAKE_REASONS)
+    for name, reason in scan.bad:
+        assert INTAKE_REASONS[name] in reason
+    assert "4 bad files skipped" in scan.summary()
+    scan.summary().encode("utf-8")  # printable: no lone surrogates
+
+    with pytest.raises(images.DataError) as e:
+        images.scan_folder(folder, 64, on_bad_image="error", max_pixels=8192 * 8192,
+                           progress=False)
+    message = str(e.value)
+    message.encode("utf-8")
+    assert "4 bad image files" in message and "on_bad_image='skip'" in message
+    lines = message.splitlines()
+    assert len(lines) == 5
+    for name, reason in INTAKE_REASONS.items():  # one line each: the path, then the reason
+        assert any(line.startswith(f"  {folder / name}: ") and reason in line for line in lines)
+
+
+def test_one_bad_file_is_one_line(tmp_path, face_files):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(face_files[0], folder / face_files[0].name)
+    (folder / "link.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(images.DataError) as e:
+        images.scan_folder(folder, 64, progress=False)
+    assert str(e.value) == (f"bad image {folder / 'link.png'}: dangling symbolic link (to "
+                            f"{tmp_path / 'gone.png'}) (set data.on_bad_image='skip' to skip it)")

@@ -187,3 +187,34 @@ def test_the_default_config_is_the_papers():
 
     assert prepare.data_config([]).to_dict() == teacher_student.get_config().data.to_dict()
     assert prepare.data_config(["--config", str(REPO / "configs" / "smoke.py")]).synthetic_hr == 64
+
+
+def test_prepare_command_oversized_image_error_and_skip(tmp_path, faces_dir, capsys):
+    from test_data_images import png_header
+
+    root = _small_set(tmp_path / "src", faces_dir)
+    (root / "hr" / "huge.png").write_bytes(png_header(15000, 15000))
+    argv = [f"--config.data.hr_dir={root / 'hr'}", f"--config.data.lr_dir={root / 'lr'}",
+            f"--config.data.tfds_dir={tmp_path / 'tfds'}"]
+    assert prepare.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: bad image {root / 'hr' / 'huge.png'}: too large: 225,000,000 pixels" in err
+    assert "Traceback" not in err and "DecompressionBomb" not in err
+    assert prepare.main([*argv, "--config.data.on_bad_image=skip"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert lines[0]["examples"] == 6
+
+
+def test_prepare_command_refuses_bad_policies_and_test_set_names(tmp_path, capsys):
+    rc = prepare.main(["--config.data.on_bad_image=sometimes",
+                       f"--config.data.tfds_dir={tmp_path / 'tfds'}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == (
+        "error: invalid data config: data.on_bad_image must be one of 'error', 'skip', "
+        "got 'sometimes'")
+    rc = prepare.main(["--test_set", f"../x={tmp_path}",
+                       f"--config.data.tfds_dir={tmp_path / 'tfds'}"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "test set name '../x': use only letters, digits, '_' and '-'" in err
+    assert "Traceback" not in err and not (tmp_path / "tfds").exists()

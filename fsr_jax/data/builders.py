@@ -79,9 +79,11 @@ class FaceFolder(_Quiet):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
 
     def __init__(self, *, size: int, on_bad_image: str, on_wrong_size: str,
-                 progress: bool = True, label: str = "faces", **kwargs):
+                 max_pixels: int | None = None, progress: bool = True, label: str = "faces",
+                 **kwargs):
         self._size = size
-        self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size)
+        self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size,
+                            max_pixels=max_pixels)
         self._progress, self._label = progress, label
         super().__init__(**kwargs)
         self._original_state.update(size=size, progress=progress, label=label,
@@ -111,7 +113,9 @@ class FaceFolder(_Quiet):
 
     def _generate_examples(self, paths):
         for index, path in enumerate(paths):
-            yield index, {"image": images.check_image(path, self._size).png, "name": path.name}
+            yield index, {"image": images.check_image(path, self._size,
+                                                      self._policy["max_pixels"]).png,
+                          "name": path.name}
 
 
 class FaceTestFolder(_Quiet):
@@ -123,9 +127,11 @@ class FaceTestFolder(_Quiet):
                        tfds.core.BuilderConfig(name="paired")]
 
     def __init__(self, *, hr_size: int, lr_size: int, on_bad_image: str, on_wrong_size: str,
-                 progress: bool = True, label: str = "test faces", **kwargs):
+                 max_pixels: int | None = None, progress: bool = True,
+                 label: str = "test faces", **kwargs):
         self._sizes = {"hr": hr_size, "lr": lr_size}
-        self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size)
+        self._policy = dict(on_bad_image=on_bad_image, on_wrong_size=on_wrong_size,
+                            max_pixels=max_pixels)
         self._progress, self._label = progress, label
         super().__init__(**kwargs)
         self._original_state.update(hr_size=hr_size, lr_size=lr_size, progress=progress,
@@ -165,7 +171,8 @@ class FaceTestFolder(_Quiet):
 
     def _generate_examples(self, root: pathlib.Path, names):
         for index, name in enumerate(names):
-            example = {p: images.check_image(root / p.upper() / name, self._sizes[p]).png
+            example = {p: images.check_image(root / p.upper() / name, self._sizes[p],
+                                             self._policy["max_pixels"]).png
                        for p in self._parts}
             example["name"] = name
             yield index, example

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import ml_collections
 from ml_collections import config_dict
@@ -9,6 +10,13 @@ from ml_collections import config_dict
 # Where prepared datasets live unless data.tfds_dir says otherwise.
 TFDS_DIR_ENV = "FSR_JAX_TFDS_DIR"
 DEFAULT_TFDS_DIR = "~/.cache/fsr_jax/tfds"
+# Allowed values of the policies (checked by `problems`).
+ON_BAD_IMAGE = ("error", "skip")
+ON_WRONG_SIZE = ("resize", "error")
+# A test set's name becomes a folder name (W/eval/<name>) and a key of data.test_sets (which
+# takes no '.'): one path component of these characters.
+_TEST_SET_NAME = re.compile(r"[A-Za-z0-9_-]+")
+TEST_SET_NAME_CHARS = "letters, digits, '_' and '-'"
 
 
 def default_tfds_dir() -> str:
@@ -40,6 +48,10 @@ def default_config() -> ml_collections.ConfigDict:
     # 'resize' brings other sizes to hr_size / lr_size with PIL bicubic (counted in the log);
     # 'error' refuses them. **Decision**: resizing, since users bring faces of any size.
     c.on_wrong_size = "resize"
+    # Images with more pixels (width x height) are bad images, refused before decoding (PIL
+    # reads the size from the header): one decoded 15000x15000 file takes 675 MB, and faces are
+    # a few hundred pixels wide. 8192 x 8192.
+    c.max_image_pixels = 8192 * 8192
     # Side of HR faces in pixels (the paper's 64).
     c.hr_size = 64
     # Side of LR faces in pixels (the paper's 16; scale = hr_size / lr_size).
@@ -69,12 +81,37 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def test_set_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a test set (it becomes a folder under W/eval), or None if it can."""
+    if not _TEST_SET_NAME.fullmatch(name):
+        return f"test set name {name!r}: use only {TEST_SET_NAME_CHARS} (it names a folder)"
+    return None
+
+
+def problems(data_cfg: ml_collections.ConfigDict) -> list[str]:
+    """One line for each value of the `data` section that cannot work (empty when none)."""
+    found = []
+    if data_cfg.on_bad_image not in ON_BAD_IMAGE:
+        found.append(f"data.on_bad_image must be one of {', '.join(map(repr, ON_BAD_IMAGE))}, "
+                     f"got {data_cfg.on_bad_image!r}")
+    if data_cfg.on_wrong_size not in ON_WRONG_SIZE:
+        found.append(f"data.on_wrong_size must be one of {', '.join(map(repr, ON_WRONG_SIZE))},"
+                     f" got {data_cfg.on_wrong_size!r}")
+    if data_cfg.max_image_pixels <= 0:
+        found.append(f"data.max_image_pixels must be positive, got {data_cfg.max_image_pixels}")
+    for name in data_cfg.test_sets:
+        problem = test_set_name_problem(name)
+        if problem:
+            found.append(problem)
+    return found
+
+
 def parse_test_sets(specs: list[str] | tuple[str, ...]) -> dict[str, str]:
     """{name: folder} of command-line test sets given as 'NAME=FOLDER' strings.
 
     Raises:
-      ValueError: naming the spec, when it has no '=', an empty name or folder, or a name
-        given twice.
+      ValueError: naming the spec, when it has no '=', an empty name or folder, a name with
+        other characters than letters, digits, '_' and '-', or a name given twice.
     """
     parsed = {}
     for spec in specs:
@@ -82,6 +119,9 @@ def parse_test_sets(specs: list[str] | tuple[str, ...]) -> dict[str, str]:
         name, folder = name.strip(), folder.strip()
         if not sep or not name or not folder:
             raise ValueError(f"test set {spec!r}: expected NAME=FOLDER, e.g. widerface=data/test/widerface")
+        problem = test_set_name_problem(name)
+        if problem:
+            raise ValueError(problem)
         if name in parsed:
             raise ValueError(f"test set {name!r} is given twice")
         parsed[name] = folder

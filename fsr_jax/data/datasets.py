@@ -7,16 +7,24 @@ A changed folder or policy therefore gets a fresh preparation, and an unchanged 
 the log says which, and repeats what the folder check dropped or changed. A preparation logs
 one line of its own (e.g. "preparing HR faces from /data/HIGH: 900 images, into ...") and shows
 one progress bar; TFDS's own messages are kept off the console meanwhile.
+
+A finished preparation gets a manifest (`MANIFEST`: name, size and sha256 of every file), which
+every reuse checks; a damaged dataset (a truncated or altered file, a missing one) is rebuilt,
+with one log line naming the damage. Preparations of one dataset folder are serialised by a
+file lock (`<folder>.lock` beside it): a second process waits, logging that it does, and then
+reuses what the first prepared.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging as std_logging
 import os
 import pathlib
 import re
+import shutil
 
 import ml_collections
 import numpy as np
@@ -24,8 +32,18 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from fsr_jax.data import builders, images
+from fsr_jax.data import config as data_config
 
 SYNTHETIC_TEST_SETS = ("synthetic_bicubic", "synthetic_real")
+# The manifest of a prepared dataset, in its version folder beside TFDS's files.
+MANIFEST = "fsr_jax_manifest.json"
+
+
+def check_config(data_cfg: ml_collections.ConfigDict) -> None:
+    """Raises DataError (one line) when a value of the `data` section cannot work."""
+    problems = data_config.problems(data_cfg)
+    if problems:
+        raise images.DataError("invalid data config: " + "; ".join(problems))
 
 
 def uses_synthetic(data_cfg: ml_collections.ConfigDict) -> bool:
@@ -51,7 +69,10 @@ def _folder_state(folder: pathlib.Path) -> list:
         return []
     state = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        st = entry.stat()
+        try:
+            st = entry.stat()
+        except OSError:  # a dangling link: its own state (the folder check names it)
+            st = entry.stat(follow_symlinks=False)
         state.append([entry.name, st.st_size, st.st_mtime_ns])
         if entry.is_dir() and entry.name in ("LR", "HR"):
             state.append(_folder_state(pathlib.Path(entry.path)))
@@ -95,19 +116,97 @@ def _quiet_tfds():
         tfds.display_progress_bar(bars_were_on)
 
 
-def _prepare(make_builder, what: str, count: str, manual_dir=None):
-    """The builder `make_builder()` returns, built unless its directory holds a finished
-    preparation. Logs one line: that it prepares `what` (`count` of it) and where, or that it
-    reuses the prepared dataset; then what the folder checks dropped or changed."""
-    with _quiet_tfds():
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dataset_files(data_dir: pathlib.Path) -> dict[str, pathlib.Path]:
+    return {p.name: p for p in sorted(data_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def write_manifest(data_dir: os.PathLike | str) -> dict:
+    """Writes the manifest of a prepared dataset's folder: {'files': {name: {'size',
+    'sha256'}}} of every file in it (array_record shards, dataset_info.json, features.json...).
+    """
+    data_dir = pathlib.Path(data_dir)
+    manifest = {"files": {name: {"size": path.stat().st_size, "sha256": _sha256(path)}
+                          for name, path in _dataset_files(data_dir).items()}}
+    tmp = data_dir / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    tmp.replace(data_dir / MANIFEST)
+    return manifest
+
+
+def damage(data_dir: os.PathLike | str) -> str | None:
+    """What differs between a prepared dataset's files and its manifest (sizes first, then
+    sha256 of every file), or None when they agree. Raises FileNotFoundError without one."""
+    data_dir = pathlib.Path(data_dir)
+    expected = json.loads((data_dir / MANIFEST).read_text())["files"]
+    files = _dataset_files(data_dir)
+    missing = sorted(set(expected) - set(files))
+    if missing:
+        return "missing " + ", ".join(missing)
+    for name, want in expected.items():
+        size = files[name].stat().st_size
+        if size != want["size"]:
+            return f"{name} has {size:,} bytes, the manifest {want['size']:,}"
+    for name, want in expected.items():
+        if _sha256(files[name]) != want["sha256"]:
+            return f"{name} differs from the manifest (sha256)"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(root: pathlib.Path, what: str):
+    """An exclusive file lock on the dataset folder `root` (the file `<root>.lock` beside it)
+    for the duration; logs one line when another process holds it and this one waits."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = root.parent / f"{root.name}.lock"
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.info("waiting for another prepare of %s (lock %s)", what, lock_path)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(make_builder, what: str, count: str, root: pathlib.Path, manual_dir=None):
+    """The builder `make_builder()` returns, built unless its directory holds a finished,
+    undamaged preparation (checked against its manifest; a damaged one is removed and rebuilt).
+    `root` is the dataset's folder under tfds_dir, locked meanwhile. Logs one line: that it
+    prepares `what` (`count` of it) and where, or that it reuses the prepared dataset; then
+    what the folder checks dropped or changed."""
+    with _locked(root, what), _quiet_tfds():
         builder = make_builder()
+        reason = "first use, or the source changed"
         if builder.is_prepared():
-            logging.info("%s: reusing the prepared dataset in %s", what, builder.data_dir)
-        else:
-            logging.info("preparing %s: %s, into %s (first use, or the source changed)", what,
-                         count, builder.data_dir)
+            data_dir = pathlib.Path(builder.data_dir)
+            if not (data_dir / MANIFEST).exists():  # prepared before manifests existed
+                write_manifest(data_dir)
+                problem = None
+            else:
+                problem = damage(data_dir)
+            if problem is None:
+                logging.info("%s: reusing the prepared dataset in %s", what, builder.data_dir)
+            else:
+                logging.warning("%s: the prepared dataset in %s is damaged (%s); rebuilding it",
+                                what, builder.data_dir, problem)
+                shutil.rmtree(data_dir)
+                builder = make_builder()
+                reason = "the prepared one was damaged"
+        if not builder.is_prepared():
+            logging.info("preparing %s: %s, into %s (%s)", what, count, builder.data_dir, reason)
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+            write_manifest(builder.data_dir)
     for part, scan in builder.info.metadata.get("scans", {}).items():
         summary = scan["summary"].removeprefix(f"{scan['folder']}: ")
         logging.info("%s%s: %s", what, "" if part == "image" else f" ({part.upper()})", summary)
@@ -120,13 +219,15 @@ def folder_builder(folder, size: int, data_cfg, role: str) -> builders.FaceFolde
     listing = images.list_folder(folder)  # a clear error for a missing or empty folder, first
     key = _digest({"folder": str(folder), "state": _folder_state(folder), "size": size,
                    "bad": data_cfg.on_bad_image, "wrong": data_cfg.on_wrong_size,
+                   "max_pixels": data_cfg.max_image_pixels,
                    "version": str(builders.FaceFolder.VERSION)})
-    what = f"{role.upper()} faces from {folder}"
+    what = f"{role.upper()} faces from {images.printable(folder)}"
+    root = _tfds_dir(data_cfg) / f"{role}-{_slug(folder.name)}-{key}"
     return _prepare(lambda: builders.FaceFolder(
         size=size, on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
-        progress=data_cfg.progress, label=what,
-        data_dir=_tfds_dir(data_cfg) / f"{role}-{_slug(folder.name)}-{key}",
-        file_format="array_record"), what, f"{len(listing.images)} images", manual_dir=folder)
+        max_pixels=data_cfg.max_image_pixels, progress=data_cfg.progress, label=what,
+        data_dir=root, file_format="array_record"), what, f"{len(listing.images)} images", root,
+        manual_dir=folder)
 
 
 def test_folder_builder(folder, data_cfg, name: str) -> builders.FaceTestFolder:
@@ -142,14 +243,16 @@ def test_folder_builder(folder, data_cfg, name: str) -> builders.FaceTestFolder:
     key = _digest({"folder": str(folder), "state": _folder_state(folder),
                    "sizes": [data_cfg.hr_size, data_cfg.lr_size], "bad": data_cfg.on_bad_image,
                    "wrong": data_cfg.on_wrong_size, "config": config,
+                   "max_pixels": data_cfg.max_image_pixels,
                    "version": str(builders.FaceTestFolder.VERSION)})
-    what = f"test set {name!r} from {folder}"
+    what = f"test set {name!r} from {images.printable(folder)}"
+    root = _tfds_dir(data_cfg) / f"test-{_slug(name)}-{key}"
     return _prepare(lambda: builders.FaceTestFolder(
         config=config, hr_size=data_cfg.hr_size, lr_size=data_cfg.lr_size,
         on_bad_image=data_cfg.on_bad_image, on_wrong_size=data_cfg.on_wrong_size,
-        progress=data_cfg.progress, label=what,
-        data_dir=_tfds_dir(data_cfg) / f"test-{_slug(name)}-{key}", file_format="array_record"),
-        what, f"{count} images", manual_dir=folder)
+        max_pixels=data_cfg.max_image_pixels, progress=data_cfg.progress, label=what,
+        data_dir=root, file_format="array_record"), what, f"{count} images", root,
+        manual_dir=folder)
 
 
 def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
@@ -160,16 +263,17 @@ def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
                    "sizes": [data_cfg.hr_size, data_cfg.lr_size],
                    "version": str(builders.SyntheticFaces.VERSION)})
     what = f"synthetic {config} faces (seed {data_cfg.synthetic_seed})"
+    root = _tfds_dir(data_cfg) / f"synthetic-{key}"
     return _prepare(lambda: builders.SyntheticFaces(
         config=config, count=count, seed=data_cfg.synthetic_seed, hr_size=data_cfg.hr_size,
         lr_size=data_cfg.lr_size, progress=data_cfg.progress, label=what,
-        data_dir=_tfds_dir(data_cfg) / f"synthetic-{key}", file_format="array_record"),
-        what, f"{count} faces to draw")
+        data_dir=root, file_format="array_record"), what, f"{count} faces to draw", root)
 
 
 def train_builders(data_cfg) -> tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]:
     """(HR, LR) prepared training datasets of the config, each with split 'train' and
     features {'image', 'name'}; the synthetic default when no folder is set (logged)."""
+    check_config(data_cfg)
     if uses_synthetic(data_cfg):
         logging.info(
             "data.hr_dir and data.lr_dir are unset: training on the SYNTHETIC default faces "
@@ -190,6 +294,7 @@ def test_set_names(data_cfg) -> tuple[str, ...]:
 
 def test_builder(data_cfg, name: str) -> tfds.core.DatasetBuilder:
     """The prepared test set `name` (split 'test', features 'lr', optional 'hr', 'name')."""
+    check_config(data_cfg)
     if name in data_cfg.test_sets:
         return test_folder_builder(data_cfg.test_sets[name], data_cfg, name)
     if name == "synthetic_bicubic":

@@ -3,7 +3,8 @@
 Every image that enters a prepared dataset passes through `check_image`. It returns uint8
 RGB pixels of shape (size, size, 3) in [0, 255] and the list of changes it made (mode
 conversion, 16-bit reduction, EXIF rotation, resize), so that callers can count and log them;
-a file that is not a decodable image raises `BadImageError` naming it. `scan_folder` applies
+a file that cannot be stored (undecodable, unreadable, a dangling link, a file name that is
+not UTF-8, more pixels than allowed) raises `BadImageError` naming it and the reason. `scan_folder` applies
 the config's policies (`on_bad_image`, `on_wrong_size`) to a whole folder before anything is
 written, so an `error` policy stops with every offending file listed at once.
 """
@@ -14,6 +15,8 @@ import dataclasses
 import io
 import os
 import pathlib
+import re
+import warnings
 from typing import NamedTuple
 
 import cv2
@@ -21,21 +24,36 @@ import numpy as np
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fsr_jax.data.config import ON_BAD_IMAGE, ON_WRONG_SIZE
+
 # File name extensions read as images (lower case); any other file is ignored and counted.
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
 )
-ON_BAD_IMAGE = ("error", "skip")
 _EXIF_ORIENTATION = 0x0112
-ON_WRONG_SIZE = ("resize", "error")
+
+
+def printable(path: os.PathLike | str) -> str:
+    """`path` as text that can be printed and stored: bytes of a file name that are not UTF-8
+    (which Python keeps as lone surrogates) are shown as escapes such as \\xff."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a file name (as os.listdir gives it) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class BadImageError(ValueError):
-    """A file with an image extension that cannot be decoded as an image."""
+    """A file with an image extension that cannot be stored: the message is '<path>: <reason>'."""
 
     def __init__(self, path: os.PathLike | str, reason: str):
-        super().__init__(f"{path}: not a decodable image ({reason})")
-        self.path = str(path)
+        super().__init__(f"{printable(path)}: {reason}")
+        self.path = printable(path)
         self.reason = reason
 
 
@@ -136,22 +154,54 @@ class DecodedImage(NamedTuple):
     data: bytes
 
 
-def read_image(path: os.PathLike | str) -> DecodedImage:
+def _read_bytes(path: str) -> bytes:
+    """The bytes of a file; BadImageError naming it when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise BadImageError(path, f"dangling symbolic link (to {printable(os.readlink(path))})"
+                                ) from None
+        raise BadImageError(path, "file not found (removed while reading?)") from None
+    except OSError as e:
+        raise BadImageError(path, f"unreadable file ({type(e).__name__}: {e.strerror or e})"
+                            ) from None
+
+
+def _open(data: bytes, max_pixels: int | None) -> Image.Image:
+    """PIL's lazy image of `data` (header read, pixels not decoded). With `max_pixels`, PIL's
+    own decompression-bomb limit is raised to it if lower (the caller checks `image.size`);
+    PIL still refuses over twice its limit while opening (DecompressionBombError)."""
+    if max_pixels is not None and Image.MAX_IMAGE_PIXELS is not None:
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def read_image(path: os.PathLike | str, max_pixels: int | None = None) -> DecodedImage:
     """Decodes one image file at its own size into uint8 (H, W, 3) RGB in [0, 255].
 
     Grayscale, palette, CMYK and other 8-bit modes are converted with PIL; alpha is composited
     onto black; 16-bit samples v become round(v / 257); JPEG EXIF orientation is applied.
+    With `max_pixels`, an image of more pixels (width x height, read from the file's header)
+    is refused before its pixels are decoded; without it, PIL's own limit applies.
 
     Raises:
-      BadImageError: naming the file, when it is empty, truncated, or not an image at all.
+      BadImageError: naming the file and the reason, when it is empty, truncated, not an
+        image at all, too large, unreadable, or a dangling symbolic link.
     """
     path = str(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_bytes(path)
     if not data:
         raise BadImageError(path, "empty file")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = _open(data, max_pixels)
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise BadImageError(path, f"too large: {width * height:,} pixels ({width}x{height}),"
+                                      f" over data.max_image_pixels = {max_pixels:,}")
         image_format = image.format
         sixteen = _is_16_bit(image)
         if image.mode == "F":
@@ -168,23 +218,32 @@ def read_image(path: os.PathLike | str) -> DecodedImage:
                 changes.append(f"EXIF orientation {orientation} applied")
             pixels, mode_changes = _to_rgb(image)
             changes.extend(mode_changes)
+    except Image.DecompressionBombError as e:  # over PIL's own limit, refused while opening
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        over = "" if max_pixels is None else f", over data.max_image_pixels = {max_pixels:,}"
+        raise BadImageError(path, f"too large: {int(pixels[1]):,} pixels{over}" if pixels
+                            else f"too large: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, BadImageError):
             raise
-        raise BadImageError(path, f"{type(e).__name__}: {e}") from None
+        raise BadImageError(path, f"not a decodable image ({type(e).__name__}: {e})") from None
     return DecodedImage(pixels, changes, image_format, data)
 
 
-def check_image(path: os.PathLike | str, size: int) -> CheckedImage:
+def check_image(path: os.PathLike | str, size: int, max_pixels: int | None = None
+                ) -> CheckedImage:
     """Decodes one image file (`read_image`) and normalises it to uint8 (size, size, 3) RGB.
 
     Any other size is resized to size x size with PIL bicubic (aspect ratio not kept); this,
     like every conversion `read_image` makes, is listed in `changes`.
 
     Raises:
-      BadImageError: naming the file, when it is empty, truncated, or not an image at all.
+      BadImageError: naming the file and the reason (as `read_image`), or when its file name
+        is not UTF-8 (it could not be stored as the record's name).
     """
-    pixels, changes, image_format, data = read_image(path)
+    if not is_utf8(os.path.basename(os.fspath(path))):
+        raise BadImageError(path, "file name is not valid UTF-8 (rename the file)")
+    pixels, changes, image_format, data = read_image(path, max_pixels)
     height, width = pixels.shape[:2]
     resized = (height, width) != (size, size)
     if resized:
@@ -209,6 +268,9 @@ class FolderListing:
 def list_folder(folder: os.PathLike | str) -> FolderListing:
     """Lists a folder's image files by extension; other entries (and sub-folders) are ignored.
 
+    A symbolic link with an image extension is listed even when it is dangling (so that the
+    folder check names it).
+
     Raises:
       DataError: naming the folder, when it is missing, not a folder, or holds no image file.
     """
@@ -219,7 +281,9 @@ def list_folder(folder: os.PathLike | str) -> FolderListing:
         raise DataError(f"{folder} is not a folder")
     images, ignored = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        is_image = entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+        dangling = entry.is_symlink() and not os.path.exists(entry.path)
+        is_image = ((entry.is_file() or dangling)
+                    and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS)
         (images if is_image else ignored).append(entry.name)
     if not images:
         raise DataError(
@@ -236,7 +300,9 @@ class FolderScan:
     Attributes:
       folder: the folder.
       good: the image files that will be stored, sorted by name.
-      bad: (file name, reason) of files that are not decodable images (skipped).
+      bad: (file name, reason) of files that cannot be stored (skipped): not decodable,
+        unreadable, dangling links, too large, file names that are not UTF-8. Names are
+        `printable` (bytes that are not UTF-8 shown as escapes).
       ignored: names of entries without an image extension.
       resized: names of files that were resized.
       changes: count of each kind of change, e.g. {"mode L -> RGB": 3}.
@@ -275,6 +341,7 @@ def scan_folder(
     *,
     on_bad_image: str = "error",
     on_wrong_size: str = "resize",
+    max_pixels: int | None = None,
     progress: bool = True,
     bar: tqdm.tqdm | None = None,
 ) -> FolderScan:
@@ -283,8 +350,10 @@ def scan_folder(
     Args:
       folder: a folder of image files (top level only).
       size: the side every image must have (or is resized to).
-      on_bad_image: 'error' raises listing every undecodable file; 'skip' drops and counts them.
+      on_bad_image: 'error' raises naming every bad file (`BadImageError`: path and reason);
+        'skip' drops and counts them.
       on_wrong_size: 'resize' resizes (counted); 'error' raises listing every wrong-sized file.
+      max_pixels: images with more pixels are bad images (see `read_image`); None: PIL's limit.
       progress: show a progress bar of its own (when `bar` is None).
       bar: a progress bar to advance instead (the caller's one bar for a whole preparation):
         reset to this folder's image count, with the postfix 'checking <folder name>'.
@@ -308,9 +377,9 @@ def scan_folder(
         for path in listing.images:
             bar.update()
             try:
-                checked = check_image(path, size)
+                checked = check_image(path, size, max_pixels)
             except BadImageError as e:
-                bad.append((path.name, e.reason))
+                bad.append((printable(path.name), e.reason))
                 continue
             good.append(path)
             if checked.resized:
@@ -320,10 +389,15 @@ def scan_folder(
         if own_bar:
             bar.close()
     if bad and on_bad_image == "error":
+        hint = "(set data.on_bad_image='skip' to skip {})"
+        if len(bad) == 1:
+            name, reason = bad[0]
+            raise DataError(f"bad image {printable(listing.folder / name)}: {reason} "
+                            + hint.format("it"))
         raise DataError(
-            f"{len(bad)} files in {listing.folder} are not decodable images "
-            "(set data.on_bad_image='skip' to skip them):\n"
-            + "\n".join(f"  {name}: {reason}" for name, reason in bad)
+            f"{len(bad)} bad image files in {printable(listing.folder)} "
+            + hint.format("them") + ":\n"
+            + "\n".join(f"  {printable(listing.folder / name)}: {reason}" for name, reason in bad)
         )
     if resized and on_wrong_size == "error":
         raise DataError(
