@@ -4,11 +4,19 @@ and paste super-resolved faces back into an enlarged photo with a feathered blen
 Boxes are float (K, 4) arrays of [x, y, width, height] in pixels of the photo they refer to.
 Photos are uint8 (H, W, 3) RGB in [0, 255]. The cascade reliably finds frontal faces from
 about 20 px in the original photo (the photo is enlarged 2x first; the cascade's window is 24 px).
+
+Memory stays proportional to the photo, not to its enlargements: the enlarged photos are made
+STRIP_ROWS rows at a time (PIL bicubic, the same pixels as one resize of the whole), kept as uint8, and only the parts of a strip that faces cover are blended
+in float32. `write_enlarged_photo` streams the enlarged photo with its faces into a PNG strip by
+strip, so a 5000x5000 photo (a 20000x20000 result) needs a few hundred MB, not the result's
+1.2 GB; `super_resolve_photo` returns the whole uint8 result for smaller uses.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+import struct
+import zlib
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -19,12 +27,30 @@ DETECT_SCALE = 2      # the photo is enlarged this much (PIL bicubic) before det
 MIN_FACE = 20         # smallest face searched for, in pixels of the original photo
 MARGIN = 1.3          # Decision: Haar boxes hug eyes-to-mouth; training faces show the whole head
 FEATHER = 0.15        # width of the blend ramp at a pasted face's border, as a share of its side
+STRIP_ROWS = 256      # rows of an enlarged photo made (and blended, and written) at a time
+SCALE_PIXELS = 1 << 22  # the cascade searches the scales of a larger image one at a time
+PNG_LEVEL = 1         # zlib level of streamed PNGs: level 6 takes minutes on a 20000x20000 photo
 
 
 def upscale(photo: np.ndarray, factor: int) -> np.ndarray:
     """uint8 (H, W, 3) -> uint8 (factor*H, factor*W, 3) by PIL bicubic."""
     height, width = photo.shape[:2]
     return np.asarray(Image.fromarray(photo).resize((factor * width, factor * height), Image.BICUBIC))
+
+
+def upscale_strips(photo: np.ndarray, factor: int, rows: int = STRIP_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """`upscale(photo, factor)` in strips, top to bottom: (first row, uint8 (r, factor*W, 3)) with
+    r <= `rows`; the strips stacked equal `upscale` exactly. PIL's whole-image resize runs a
+    horizontal pass, rounds to 8 bits, then a vertical pass; so does each strip: the horizontal
+    pass over the photo rows its vertical pass reads (bicubic reads 2 rows either side), then the
+    vertical pass over that band with the strip's box."""
+    height, width = photo.shape[:2]
+    for y0 in range(0, factor * height, rows):
+        y1 = min(factor * height, y0 + rows)
+        top, bottom = max(0, y0 // factor - 3), min(height, -(-y1 // factor) + 3)
+        band = Image.fromarray(photo[top:bottom]).resize((factor * width, bottom - top), Image.BICUBIC)
+        box = (0, y0 / factor - top, factor * width, y1 / factor - top)
+        yield y0, np.asarray(band.resize((factor * width, y1 - y0), Image.BICUBIC, box=box))
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,14 +62,42 @@ def _cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
+def _search(grey: np.ndarray, min_side: int) -> np.ndarray:
+    """The cascade's detectMultiScale(grey, scaleFactor 1.1, minNeighbors 5, minSize min_side):
+    int (K, 4) boxes. OpenCV builds the images and sums of all the scales it searches at once
+    (some 15 bytes per pixel of `grey`: 1.5 GB for 10000x10000), so each scale whose image is
+    over SCALE_PIXELS is searched alone (minSize = maxSize = its window) and the rest in one
+    call, all without grouping; the candidates are then grouped as detectMultiScale groups them
+    (groupRectangles, eps 0.2): the same boxes as one call."""
+    cascade = _cascade()
+    base = cascade.getOriginalWindowSize()[0]
+    height, width = grey.shape
+    candidates = []
+    factor = 1.0
+    while True:
+        window = round(base * factor)          # OpenCV's scales: factor 1.1^k, window cvRound(24 factor)
+        if window >= min_side:
+            if (width / factor) * (height / factor) <= SCALE_PIXELS:
+                break
+            candidates.append(cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=0,
+                                                       minSize=(window, window), maxSize=(window, window)))
+        factor *= 1.1
+    candidates.append(cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=0, minSize=(window, window)))
+    found = np.concatenate([np.asarray(c, np.int32).reshape(-1, 4) for c in candidates])
+    grouped, _ = cv2.groupRectangles(found.tolist(), 5, 0.2)
+    return np.asarray(grouped, np.int32).reshape(-1, 4)
+
+
 def detect_faces(photo: np.ndarray, min_face: int = MIN_FACE, scale: int = DETECT_SCALE) -> np.ndarray:
     """Frontal faces of a photo: float (K, 4) boxes [x, y, w, h] in the photo's pixels, sorted
     top to bottom then left to right. The photo is enlarged `scale`x (PIL bicubic) and searched
-    for faces of at least `min_face` original pixels (Haar cascade, scaleFactor 1.1, 5 neighbours)."""
-    grey = cv2.cvtColor(upscale(photo, scale), cv2.COLOR_RGB2GRAY)
-    found = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
-                                        minSize=(min_face * scale, min_face * scale))
-    boxes = np.asarray(found, np.float64).reshape(-1, 4) / scale
+    for faces of at least `min_face` original pixels (Haar cascade, scaleFactor 1.1, 5 neighbours).
+    Memory: the enlarged photo in grey (uint8, made strip by strip) and OpenCV's search."""
+    height, width = photo.shape[:2]
+    grey = np.empty((scale * height, scale * width), np.uint8)
+    for y0, strip in upscale_strips(photo, scale):
+        grey[y0:y0 + len(strip)] = cv2.cvtColor(strip, cv2.COLOR_RGB2GRAY)
+    boxes = _search(grey, min_face * scale).astype(np.float64) / scale
     return boxes[np.lexsort((boxes[:, 0], boxes[:, 1]))]
 
 
@@ -66,30 +120,141 @@ def crop_faces(photo: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
 
 
-def feather_mask(height: int, width: int, feather: float = FEATHER) -> np.ndarray:
+def feather_mask(height: int, width: int, feather: float = FEATHER, rows: slice = slice(None)) -> np.ndarray:
     """float32 (height, width) blend weights in (0, 1]: 1 inside, ramping linearly down over the
-    outer max(1, feather * min(height, width)) pixels, so every pixel of the box gets some weight."""
+    outer max(1, feather * min(height, width)) pixels, so every pixel of the box gets some weight.
+    `rows`: only those rows of it (the same values)."""
     ramp = max(1, round(feather * min(height, width)))
-    y = np.minimum(np.arange(height), np.arange(height)[::-1])[:, None]
+    y = np.minimum(np.arange(height), np.arange(height)[::-1])[rows, None]
     x = np.minimum(np.arange(width), np.arange(width)[::-1])[None, :]
     return np.minimum(1.0, (np.minimum(x, y) + 1) / (ramp + 1)).astype(np.float32)
+
+
+def _corners(boxes: np.ndarray) -> np.ndarray:
+    """int (K, 4) [x0, y0, x1, y1]: the boxes' corners rounded to whole pixels."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.rint(np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)).astype(int)
+
+
+class _Blender:
+    """Blends faces into the strips of a canvas, top to bottom. Each face is resized to its box
+    (PIL bicubic, uint8) when the first strip it covers comes and dropped after its last one;
+    its float32 pixels and feather weights are made for one strip's rows at a time."""
+
+    def __init__(self, faces: np.ndarray, boxes: np.ndarray, feather: float):
+        self.faces, self.corners, self.feather = faces, _corners(boxes), feather
+        self.resized: dict[int, np.ndarray] = {}
+
+    def _resized(self, k: int) -> np.ndarray:
+        if k not in self.resized:
+            x0, y0, x1, y1 = self.corners[k]
+            self.resized[k] = np.asarray(Image.fromarray(self.faces[k]).resize((x1 - x0, y1 - y0), Image.BICUBIC))
+        return self.resized[k]
+
+    def __call__(self, strip: np.ndarray, top: int) -> None:
+        """Blends, in place, the faces into uint8 `strip`: rows top .. top + len(strip) of the canvas."""
+        bottom = top + len(strip)
+        for k in [k for k in self.resized if self.corners[k, 3] <= top]:
+            del self.resized[k]
+        meeting = [k for k, (_, y0, _, y1) in enumerate(self.corners) if y0 < bottom and y1 > top]
+        for group in _overlapping(meeting, self.corners):
+            self._blend(strip, top, group)
+
+    def _blend(self, strip: np.ndarray, top: int, group: list[int]) -> None:
+        # float32 over the group's columns of this strip only; faces blend in order, each over
+        # the unrounded result of the ones before (m * face + (1 - m) * below, in float32), and
+        # the whole is rounded once
+        bottom = top + len(strip)
+        left, right = self.corners[group, 0].min(), self.corners[group, 2].max()
+        region = strip[:, left:right].astype(np.float32)
+        for k in group:
+            x0, y0, x1, y1 = self.corners[k]
+            a, b = max(y0, top), min(y1, bottom)
+            face = self._resized(k)[a - y0:b - y0].astype(np.float32)
+            mask = feather_mask(y1 - y0, x1 - x0, self.feather, slice(a - y0, b - y0))[..., None]
+            below = region[a - top:b - top, x0 - left:x1 - left]
+            np.multiply(face, mask, out=face)
+            np.multiply(below, 1.0 - mask, out=below)
+            np.add(below, face, out=below)
+        np.rint(region, out=region)
+        np.clip(region, 0, 255, out=region)
+        strip[:, left:right] = region
+
+
+def _overlapping(faces: list[int], corners: np.ndarray) -> list[list[int]]:
+    """`faces` in groups whose column spans overlap (chained), each group in the given order."""
+    groups: list[list[int]] = []
+    end = None
+    for k in sorted(faces, key=lambda k: corners[k, 0]):
+        if end is None or corners[k, 0] >= end:
+            groups.append([k])
+            end = corners[k, 2]
+        else:
+            groups[-1].append(k)
+            end = max(end, corners[k, 2])
+    return [sorted(group) for group in groups]
 
 
 def paste_faces(canvas: np.ndarray, faces: np.ndarray, boxes: np.ndarray, feather: float = FEATHER) -> np.ndarray:
     """Blends each face (uint8 (K, S, S, 3)), resized by PIL bicubic to its box, into a copy of
     `canvas` (uint8 (H, W, 3)) with `feather_mask` weights; boxes are in canvas pixels, inside
     the canvas, their corners rounded to whole pixels. Pixels outside every box are left exactly
-    as they were."""
-    out = canvas.astype(np.float32)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    corners = np.rint(np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)).astype(int)
-    for face, (x, y, x1, y1) in zip(faces, corners):
-        w, h = x1 - x, y1 - y
-        resized = np.asarray(Image.fromarray(face).resize((w, h), Image.BICUBIC), np.float32)
-        mask = feather_mask(h, w, feather)[..., None]
-        region = out[y:y + h, x:x + w]
-        out[y:y + h, x:x + w] = mask * resized + (1.0 - mask) * region
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    as they were. Works STRIP_ROWS rows at a time: no float copy of the canvas is made."""
+    out = canvas.copy()
+    blend = _Blender(faces, boxes, feather)
+    for top in range(0, len(out), STRIP_ROWS):
+        blend(out[top:top + STRIP_ROWS], top)
+    return out
+
+
+def enlarged_strips(photo: np.ndarray, faces: np.ndarray, boxes: np.ndarray, scale: int,
+                    feather: float = FEATHER, rows: int = STRIP_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """`paste_faces(upscale(photo, scale), faces, boxes, feather)` in strips of at most `rows`
+    rows, top to bottom: (first row, uint8 (r, scale*W, 3)); `boxes` in pixels of the enlarged
+    photo. The strips stacked are exactly that image; only one strip is held at a time."""
+    blend = _Blender(faces, boxes, feather)
+    for top, strip in upscale_strips(photo, scale, rows):
+        strip = np.array(strip)  # writable
+        blend(strip, top)
+        yield top, strip
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png_strips(file: BinaryIO, width: int, height: int, strips: Iterator[np.ndarray],
+                     level: int = PNG_LEVEL) -> None:
+    """Writes an 8-bit RGB PNG of `height` rows from uint8 (r, width, 3) strips given top to
+    bottom, one strip in memory at a time (rows Up-filtered, one zlib stream at `level`)."""
+    file.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+    compress = zlib.compressobj(level)
+    above = np.zeros(3 * width, np.uint8)
+    written = 0
+    for strip in strips:
+        pixels = np.ascontiguousarray(strip, np.uint8).reshape(len(strip), 3 * width)
+        filtered = np.empty((len(pixels), 1 + 3 * width), np.uint8)
+        filtered[:, 0] = 2                                       # PNG filter type 2, Up
+        np.subtract(pixels[:1], above, out=filtered[:1, 1:])
+        np.subtract(pixels[1:], pixels[:-1], out=filtered[1:, 1:])
+        above = pixels[-1].copy()
+        written += len(pixels)
+        data = compress.compress(filtered)
+        if data:
+            file.write(_png_chunk(b"IDAT", data))
+    if written != height:
+        raise ValueError(f"PNG of {height} rows given {written} rows")
+    file.write(_png_chunk(b"IDAT", compress.flush()) + _png_chunk(b"IEND", b""))
+
+
+class PhotoFaces(NamedTuple):
+    """The faces of a photo: `boxes` float (K, 4) the faces found (or given), `crops` float
+    (K, 4) the squares cut out for SR, both in pixels of the photo; `faces` uint8 (K, S, S, 3)
+    the SR faces."""
+
+    boxes: np.ndarray
+    crops: np.ndarray
+    faces: np.ndarray
 
 
 class PhotoResult(NamedTuple):
@@ -103,17 +268,39 @@ class PhotoResult(NamedTuple):
     faces: np.ndarray
 
 
+def super_resolve_faces(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
+                        scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN) -> PhotoFaces:
+    """The faces `boxes` gives, else those `detect_faces` finds, cut out of a uint8 (H, W, 3)
+    photo as `square_boxes` at lr_size x lr_size and put through `sr_fn` (uint8 (K, lr, lr, 3)
+    -> uint8 (K, S, S, 3))."""
+    height, width = photo.shape[:2]
+    boxes = detect_faces(photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+    crops = square_boxes(boxes, height, width, margin)
+    lr = crop_faces(photo, crops, lr_size)
+    faces = sr_fn(lr) if len(lr) else np.zeros((0, scale * lr_size, scale * lr_size, 3), np.uint8)
+    return PhotoFaces(boxes, crops, faces)
+
+
+def write_enlarged_photo(file: BinaryIO, photo: np.ndarray, found: PhotoFaces, scale: int,
+                         feather: float = FEATHER, level: int = PNG_LEVEL) -> None:
+    """Writes `super_resolve_photo`'s image as a PNG, strip by strip: the photo enlarged `scale`x
+    (PIL bicubic) with `found`'s faces pasted back, without holding the enlarged photo."""
+    height, width = photo.shape[:2]
+    strips = (strip for _, strip in enlarged_strips(photo, found.faces, found.crops * scale, scale, feather))
+    write_png_strips(file, scale * width, scale * height, strips, level)
+
+
 def super_resolve_photo(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
                         scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN,
                         feather: float = FEATHER) -> PhotoResult:
     """Enlarges a uint8 (H, W, 3) photo `scale`x with PIL bicubic and replaces each face by its
     super-resolved version: the faces `boxes` gives, else those `detect_faces` finds, are cut
     out as `square_boxes` at lr_size x lr_size, put through `sr_fn` (uint8 (K, lr, lr, 3) ->
-    uint8 (K, S, S, 3)) and pasted back with a feathered blend."""
+    uint8 (K, S, S, 3)) and pasted back with a feathered blend. The image is built strip by
+    strip in uint8 (`enlarged_strips`); `write_enlarged_photo` writes it without holding it."""
     height, width = photo.shape[:2]
-    boxes = detect_faces(photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
-    crops = square_boxes(boxes, height, width, margin)
-    lr = crop_faces(photo, crops, lr_size)
-    faces = sr_fn(lr) if len(lr) else np.zeros((0, scale * lr_size, scale * lr_size, 3), np.uint8)
-    image = paste_faces(upscale(photo, scale), faces, crops * scale, feather)
-    return PhotoResult(image, boxes, crops, faces)
+    found = super_resolve_faces(photo, sr_fn, lr_size, scale, boxes, margin)
+    image = np.empty((scale * height, scale * width, 3), np.uint8)
+    for top, strip in enlarged_strips(photo, found.faces, found.crops * scale, scale, feather):
+        image[top:top + len(strip)] = strip
+    return PhotoResult(image, *found)
