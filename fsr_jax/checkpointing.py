@@ -26,6 +26,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder is missing, empty or unreadable; the message names it."""
 
 
+class ShapeMismatchError(CheckpointError):
+    """An intact checkpoint holds arrays of other shapes than the state it is restored into."""
+
+
 def _reason(err: BaseException, limit: int = 300) -> str:
     """The first line of the error at the root of `err`'s causes (orbax wraps TensorStore's
     readable one in a generic one), shortened: these errors run to pages."""
@@ -76,6 +80,32 @@ def latest_step(directory: str | pathlib.Path) -> int | None:
     return max(steps, default=None)
 
 
+def layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{'nets.tnet.params.Conv_0.kernel': (shape, dtype name), ...} of a state tree, or of a
+    checkpoint's metadata tree: what must agree for a checkpoint to restore into a state."""
+    return {k: (tuple(v.shape), str(np.dtype(v.dtype))) for k, v in ocp.tree.to_flat_dict(tree, sep=".").items()}
+
+
+def saved_layout(directory: str | pathlib.Path, step: int | None = None) -> tuple[int, dict, dict | None] | None:
+    """(step, `layout` of its state, its data-iterator state or None where that does not read)
+    of checkpoint `step`, by default of the newest checkpoint in `directory` whose metadata
+    reads; None if there is none. Reads metadata only (a damaged checkpoint is dealt with by
+    `restore`)."""
+    directory = pathlib.Path(directory).expanduser().resolve()
+    for step in step_folders(directory) if step is None else [step]:
+        try:
+            tree = ocp.PyTreeCheckpointHandler().metadata(directory / str(step) / STATE).tree
+            arrays = layout(tree)
+        except Exception:  # noqa: BLE001 (unreadable: restore names it and falls back)
+            continue
+        try:
+            data_state = ocp.JsonCheckpointHandler().restore(directory / str(step) / DATA)
+        except Exception:  # noqa: BLE001
+            data_state = None
+        return step, arrays, data_state if isinstance(data_state, dict) else None
+    return None
+
+
 def manager(directory: str | pathlib.Path, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
     """A CheckpointManager over `directory` (created unless read-only) keeping the newest `keep`."""
     directory = pathlib.Path(directory).expanduser().resolve()
@@ -124,6 +154,11 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
         try:
             restored = mgr.restore(s, args=args)
         except Exception as err:  # orbax raises many kinds; the user needs the folder
+            found = saved_layout(directory, s)
+            if found is not None and found[1] != layout(abstract_state):  # intact, but not this config's
+                raise ShapeMismatchError(
+                    f"checkpoint {s} at {directory / str(s)} holds networks of other shapes than the "
+                    f"config's: resume with the config it was trained with") from err
             raise CheckpointError(unreadable(directory, s, err)) from err
         return restored[STATE], restored[DATA]
 
@@ -136,6 +171,8 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
     for s in steps:
         try:
             restored, problem = read(s), None
+        except ShapeMismatchError:
+            raise
         except CheckpointError as err:
             restored, problem = None, err
         some, every = _agreed(problem is None)

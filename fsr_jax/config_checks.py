@@ -5,13 +5,17 @@ config is locked); this module checks values and what they need to exist.
 """
 from __future__ import annotations
 
+import json
 import pathlib
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from fsr_jax import checkpointing, losses, models
 from fsr_jax.inference import SR_NETS
-from fsr_jax.steps import STAGE1, STAGE2
+from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
 
 MODES = ("train", "eval")
 TEACHERS = ("denet", "bicubic", "cycle")
@@ -98,6 +102,128 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
               "(the synthetic default)")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+#: Data-iterator state saved with a checkpoint -> the config field that fixes it: a resumed stage
+#: must read the same sequence of batches.
+DATA_STATE_FIELDS = {"global_batch_size": "{stage}.batch_size", "seed": "seed", "random_flip": "data.random_flip"}
+
+
+def state_layout(config: ml_collections.ConfigDict, stage: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`checkpointing.layout` of the train state `config` gives `stage` (DeNet frozen into
+    stage 2 for the DeNet teacher), from shapes only: nothing is computed."""
+    section = config.stage1 if stage == STAGE1 else config.stage2
+    nets = Nets.from_config(config.model)
+    tx = make_optimizer(config.optimizer, 1)
+    hr, lr = config.data.hr_size, config.data.lr_size
+
+    def build():
+        frozen = {}
+        if stage == STAGE2 and section.teacher == "denet":
+            frozen = {"denet": nets.down.init(jax.random.key(0), jnp.zeros((1, hr, hr, 3)))["params"]}
+        return init_state(stage, section, nets, tx, config.seed, hr, lr, frozen)
+
+    return checkpointing.layout(jax.eval_shape(build))
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model.sr.features': 64, ...} of nested dicts (lists for tuples, as in JSON)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def _with_field(config: ml_collections.ConfigDict, field: str, value: Any) -> ml_collections.ConfigDict:
+    """A copy of `config` with `field` (dotted) set to `value` (a JSON value)."""
+    copy = config.copy_and_resolve_references()
+    *parents, leaf = field.split(".")
+    section = copy
+    for name in parents:
+        section = section[name]
+    with copy.unlocked():
+        current = section[leaf]
+        section[leaf] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+    return copy
+
+
+def _shape_fields(config: ml_collections.ConfigDict, stage: str, arrays: dict, saved: dict, now: dict) -> list[str]:
+    """The fields among `model`, `data.hr_size`, `data.lr_size` and the stage's section that
+    differ between `saved` (config.json) and `now` (`config` as JSON), and change the stage's
+    state on their own: `config` with just that field back at its saved value has another
+    layout than `arrays` (`config`'s)."""
+    section = "stage1" if stage == STAGE1 else "stage2"
+    old, new = _flat(saved), _flat(now)
+    candidates = sorted(k for k in new if (k.startswith(("model.", f"{section}.")) or k in (
+        "data.hr_size", "data.lr_size")) and k in old and old[k] != new[k])
+    fields = []
+    for field in candidates:
+        try:
+            changes = state_layout(_with_field(config, field, old[field]), stage) != arrays
+        except (ValueError, TypeError, AttributeError, KeyError):  # e.g. sizes that no longer fit together
+            changes = True
+        if changes:
+            fields.append(field)
+    return fields
+
+
+def _layout_differences(saved: dict, now: dict, limit: int = 3) -> str:
+    """The first arrays whose shapes differ between a checkpoint and the config's state,
+    parameters before optimizer states."""
+    lines = []
+    for key in sorted(set(saved) | set(now), key=lambda k: (".opt_state." in k, k)):
+        if saved.get(key) != now.get(key):
+            was = f"{saved[key][0]}" if key in saved else "absent"
+            becomes = f"{now[key][0]}" if key in now else "absent"
+            lines.append(f"{key} {was} in the checkpoint, {becomes} now")
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; ".join(lines[:limit]) + more
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
+    """Raise ConfigError when `config` no longer fits the checkpoints a stage of `workdir`
+    already has: networks of other shapes (the fields responsible, from the stage's config.json)
+    or another batch size, seed or flip setting (they fix the sequence of batches). One message
+    lists every such field of every stage; nothing is written."""
+    now = json.loads(config.to_json_best_effort())
+    fields: dict[str, tuple[Any, Any, list[str]]] = {}
+    problems = []
+    for stage in config.stages:
+        folder = pathlib.Path(workdir) / stage
+        found = checkpointing.saved_layout(folder / "checkpoints")
+        if found is None:
+            continue
+        step, saved_arrays, data_state = found
+        try:
+            saved = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            saved = None
+        section = "stage1" if stage == STAGE1 else "stage2"
+        for key, name in DATA_STATE_FIELDS.items():
+            name = name.format(stage=section)
+            old = data_state.get(key) if data_state else _flat(saved or {}).get(name)
+            value = _flat(now)[name]
+            if old is not None and old != value:
+                problems.append(f"{name}={value}, but checkpoint {step} in {folder} was trained with "
+                                f"{old}: resume with --config.{name}={old}, or train in a new --workdir")
+        arrays = state_layout(config, stage)
+        if arrays == saved_arrays:
+            continue
+        differing = _shape_fields(config, stage, arrays, saved, now) if saved else []
+        for field in differing:
+            fields.setdefault(field, (_flat(saved)[field], _flat(now)[field], []))[2].append(stage)
+        if not differing:
+            source = "its config.json does not explain it" if saved else f"there is no readable {folder / 'config.json'}"
+            problems.append(f"the networks of {stage} differ from checkpoint {step} in {folder} ({source}): "
+                            f"{_layout_differences(saved_arrays, arrays)}")
+    problems = [f"{field}={new}, but the checkpoints were trained with {old} (it changes the networks of "
+                f"{', '.join(stages)})" for field, (old, new, stages) in sorted(fields.items())] + problems
+    if problems:
+        raise ConfigError(f"the config does not fit the checkpoints in {workdir}; nothing was changed. "
+                          f"Rerun with the values the checkpoints were trained with, or train in a new "
+                          f"--workdir:\n  - " + "\n  - ".join(problems))
 
 
 def validate_eval(config: ml_collections.ConfigDict) -> None:

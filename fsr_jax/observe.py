@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pathlib
 import time
 from typing import Any, Callable
@@ -16,6 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from PIL import Image
+
+
+def replace_file(path: pathlib.Path, text: str) -> None:
+    """Write `text` to `path` atomically: a kill leaves the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class SummaryWriter:

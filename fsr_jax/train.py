@@ -173,7 +173,12 @@ class Stage:
         abstract = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
         state, data_state, step = checkpointing.restore(self.checkpoints, abstract)
-        self.data.set_state(data_state)
+        try:
+            self.data.set_state(data_state)
+        except ValueError as err:  # e.g. faces added to the training set since
+            raise config_checks.ConfigError(
+                f"checkpoint {step} in {self.checkpoints.directory} was trained on other data: {err}; "
+                f"resume with the same data, or train in a new --workdir") from err
         logging.info("[%s] resumed from checkpoint %d in %s", self.name, step, self.checkpoints.directory)
         return state, step
 
@@ -221,9 +226,9 @@ class Stage:
         step)`: predicted seconds of the stages after this one, for the progress line's ETA.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.primary:
-            (self.dir / "config.json").write_text(self.config.to_json_best_effort(indent=2))
         state, step = self.initial_state(workdir)
+        if self.primary:  # only now: a config the checkpoints refuse must not replace theirs
+            observe.replace_file(self.dir / "config.json", self.config.to_json_best_effort(indent=2))
         if step >= self.total_steps:
             logging.info("[%s] finished earlier (step %d of %d)", self.name, step, self.total_steps)
             return state
@@ -327,6 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: St
     if stop is None:
         with Stopper() as own:
             return train_and_evaluate(config, workdir, own)
+    config_checks.check_resume(config, workdir)
     mesh = data_mesh()
     left, flops = None, {}
     for stage in config.stages:

@@ -11,7 +11,7 @@ import pytest
 
 from configs import smoke
 from fsr_jax import checkpointing, config_checks, inference, train
-from fsr_jax.steps import STAGE1, STAGE2
+from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
 
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
 
@@ -172,3 +172,70 @@ def test_stage2_and_evaluation_use_the_newest_readable_checkpoints(tmp_path, sta
     params, step = inference.load_sr_networks(workdir)
     assert step == 1
     assert_same_params(params, one)
+
+
+@pytest.fixture(scope="module")
+def both_stages(tmp_path_factory, smoke_tfds_dir):
+    """Both stages trained for 2 steps (one checkpoint each, at step 2)."""
+    workdir = tmp_path_factory.mktemp("both_stages") / "w"
+    train.train_and_evaluate(config_of(smoke_tfds_dir, stages=(STAGE1, STAGE2), s1=2, s2=2), str(workdir))
+    return workdir
+
+
+def test_a_config_that_no_longer_fits_stops_with_one_message_and_changes_nothing(tmp_path, both_stages,
+                                                                                  smoke_tfds_dir):
+    workdir = tmp_path / "w"
+    shutil.copytree(both_stages, workdir)
+    config = config_of(smoke_tfds_dir, stages=(STAGE1, STAGE2), s1=4, s2=4)
+    config.model.downsampler.features = 16      # DeNet (stage 1), DSNet and the frozen DeNet (stage 2)
+    config.model.sr.features = 12               # TNet, SNet
+    config.model.dtype = "bfloat16"             # computation only: not listed
+    config.stage2.teacher_rec_weight = 0.5      # a loss weight: not listed
+    config.stage1.batch_size = 4                # another sequence of batches
+    before = snapshot(workdir)
+    with pytest.raises(config_checks.ConfigError) as err:
+        train.train_and_evaluate(config, str(workdir))
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"the config does not fit the checkpoints in {workdir}; nothing was changed")
+    assert lines[1:] == [
+        f"  - model.downsampler.features=16, but the checkpoints were trained with 8 (it changes the "
+        f"networks of {STAGE1}, {STAGE2})",
+        f"  - model.sr.features=12, but the checkpoints were trained with 8 (it changes the networks of {STAGE2})",
+        f"  - stage1.batch_size=4, but checkpoint 2 in {workdir / STAGE1} was trained with 8: resume with "
+        f"--config.stage1.batch_size=8, or train in a new --workdir",
+    ]
+    assert snapshot(workdir) == before
+    # the workdir still resumes with the config it was trained with, and keeps that config.json
+    train.train_and_evaluate(config_of(smoke_tfds_dir, stages=(STAGE1, STAGE2), s1=4, s2=2), str(workdir))
+    assert params_at(workdir, STAGE1)[1] == 4
+    assert json.loads((workdir / STAGE2 / "config.json").read_text())["model"]["sr"]["features"] == 8
+
+
+def test_without_a_config_json_the_differing_arrays_are_named(tmp_path, both_stages, smoke_tfds_dir):
+    workdir = tmp_path / "w"
+    shutil.copytree(both_stages, workdir)
+    (workdir / STAGE1 / "config.json").unlink()
+    config = config_of(smoke_tfds_dir, s1=4)
+    config.model.downsampler.blocks = 2
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.check_resume(config, workdir)
+    message = str(err.value)
+    assert (f"the networks of {STAGE1} differ from checkpoint 2 in {workdir / STAGE1} (there is no readable "
+            f"{workdir / STAGE1 / 'config.json'}): nets.denet.params.block_1.Conv_0.bias absent in "
+            f"the checkpoint, (8,) now; nets.denet.params.block_1.Conv_0.kernel absent in the checkpoint, "
+            f"(3, 3, 8, 8) now;") in message
+    config_checks.check_resume(config_of(smoke_tfds_dir, s1=4), workdir)  # the saved shapes: no error
+
+
+def test_an_intact_checkpoint_of_other_shapes_is_not_taken_for_damage(tmp_path, stage1_runs):
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(stage1_runs / "four" / STAGE1 / "checkpoints", folder)
+    config = smoke.get_config()
+    config.model.downsampler.features = 16
+    nets, tx = Nets.from_config(config.model), make_optimizer(config.optimizer, 1)
+    abstract = jax.eval_shape(lambda: init_state(STAGE1, config.stage1, nets, tx, 0, 64, 16, {}))
+    before = snapshot(folder)
+    with pytest.raises(checkpointing.ShapeMismatchError,
+                       match=f"checkpoint 4 at {folder / '4'} holds networks of other shapes than the config's"):
+        checkpointing.restore(checkpointing.manager(folder), abstract)
+    assert snapshot(folder) == before
