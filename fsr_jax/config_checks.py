@@ -6,6 +6,7 @@ config is locked); this module checks values and what they need to exist.
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from typing import Any
 
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from fsr_jax import checkpointing, losses, models
+from fsr_jax.data.config import problems as data_problems
 from fsr_jax.inference import SR_NETS
 from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
 
@@ -45,9 +47,28 @@ def needs_denet(config: ml_collections.ConfigDict) -> bool:
     return STAGE2 in config.stages and config.stage2.teacher == "denet"
 
 
+#: Network sizes that must be positive integers (a zero one fails deep inside the model).
+POSITIVE_SIZES = ("model.sr.features", "model.sr.groups", "model.sr.steps", "model.sr.scale",
+                  "model.downsampler.features", "model.downsampler.blocks", "model.discriminator.width",
+                  "data.hr_size", "data.lr_size")
+
+
+def non_finite_numbers(config: ml_collections.ConfigDict) -> list[str]:
+    """One line per float field of `config` that is NaN or infinite."""
+    return [f"{name} must be a finite number, got {value}" for name, value in _flat(config.to_dict()).items()
+            if isinstance(value, float) and not math.isfinite(value)]
+
+
+def non_positive_sizes(config: ml_collections.ConfigDict) -> list[str]:
+    """One line per `POSITIVE_SIZES` field that is not positive."""
+    fields = _flat(config.to_dict())
+    return [f"{name} must be positive, got {fields[name]}" for name in POSITIVE_SIZES
+            if name in fields and not (isinstance(fields[name], (int, float)) and fields[name] > 0)]
+
+
 def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, device_count: int) -> None:
     """Raise ConfigError listing every bad value in `config` for a run over `device_count` devices."""
-    problems = []
+    problems = [*non_finite_numbers(config), *non_positive_sizes(config), *data_problems(config.data)]
     check = problems.append
     if config.mode not in MODES:
         check(f"mode must be one of {MODES}, got {config.mode!r}")
@@ -55,10 +76,11 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
     if not stages or any(s not in (STAGE1, STAGE2) for s in stages) or list(stages) != sorted(
             stages, key=(STAGE1, STAGE2).index) or len(set(stages)) != len(stages):
         check(f"stages must be ({STAGE1!r}, {STAGE2!r}) or one of them, got {stages!r}")
-    try:
-        models.build_sr(config.model), models.build_downsampler(config.model)
-    except ValueError as err:
-        check(f"model: {err}")
+    if not non_positive_sizes(config):
+        try:
+            models.build_sr(config.model), models.build_downsampler(config.model)
+        except ValueError as err:
+            check(f"model: {err}")
     for name in ("stage1", "stage2"):
         stage = config[name]
         if stage.batch_size <= 0 or stage.batch_size % device_count:

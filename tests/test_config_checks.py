@@ -1,0 +1,34 @@
+"""Config values that cannot run are refused before any work, one line each naming the field."""
+import pytest
+
+from configs import smoke
+from fsr_jax import config_checks
+
+
+def problems_of(**fields):
+    config = smoke.get_config()
+    for dotted, value in fields.items():
+        section, *path, key = dotted.split("__")
+        node = config[section]
+        for part in path:
+            node = node[part]
+        node[key] = value
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.validate(config, "/nonexistent/workdir", 1)
+    return str(err.value).splitlines()[1:]
+
+
+@pytest.mark.parametrize("fields, line", [
+    (dict(model__sr__features=0), "model.sr.features must be positive, got 0"),
+    (dict(model__downsampler__blocks=-1), "model.downsampler.blocks must be positive, got -1"),
+    (dict(optimizer__learning_rate=float("nan")), "optimizer.learning_rate must be a finite number, got nan"),
+    (dict(stage2__cycle_weight=float("inf")), "stage2.cycle_weight must be a finite number, got inf"),
+    (dict(data__on_bad_image="ignore"), "data.on_bad_image must be one of 'error', 'skip', got 'ignore'"),
+])
+def test_each_bad_value_is_one_line_naming_the_field(fields, line):
+    assert problems_of(**fields) == [f"  - {line}"]
+
+
+def test_every_problem_is_listed_at_once():
+    lines = problems_of(model__sr__features=0, optimizer__learning_rate=float("nan"), data__on_wrong_size="x")
+    assert len(lines) == 3
