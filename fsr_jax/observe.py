@@ -26,16 +26,46 @@ def replace_file(path: pathlib.Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class SummaryWriter:
-    """Scalars to JSONL + TensorBoard, image grids to PNG + TensorBoard (primary process only)."""
+def truncate_jsonl(path: pathlib.Path, last_step: int) -> int:
+    """Drop the lines of a metrics JSONL file past step `last_step`, and any that do not parse
+    (a kill mid-line), atomically; return how many were dropped (0, untouched, if none)."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            keep = json.loads(line)["step"] <= last_step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        replace_file(path, "".join(kept))
+    return dropped
 
-    def __init__(self, stage_dir: pathlib.Path, enabled: bool = True):
+
+class SummaryWriter:
+    """Scalars to JSONL + TensorBoard, image grids to PNG + TensorBoard (primary process only).
+
+    `resume_step`: the step training continues from. Lines of metrics.jsonl past it were written
+    after the checkpoint resumed from (by a run killed or stopped before its next checkpoint) and
+    are logged again now: they are dropped first, so that each step has one line.
+    """
+
+    def __init__(self, stage_dir: pathlib.Path, enabled: bool = True, resume_step: int | None = None):
         self.dir = pathlib.Path(stage_dir)
         self.enabled = enabled
         self.tensorboard = None
         if not enabled:
             return
         (self.dir / "images").mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            dropped = truncate_jsonl(self.dir / "metrics.jsonl", resume_step)
+            if dropped:
+                logging.info("metrics.jsonl: %d lines past step %d dropped (they are logged again)",
+                             dropped, resume_step)
         self.jsonl = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self.tensorboard = tensorboard_writer(self.dir / "tensorboard")
 

@@ -235,7 +235,7 @@ class Stage:
         logging.info("[%s] %d steps (%d per epoch) at global batch %d over %d devices, from step %d",
                      self.name, self.total_steps, self.steps_per_epoch, self.cfg.batch_size,
                      jax.device_count(), step)
-        writer = observe.SummaryWriter(self.dir, enabled=self.primary)
+        writer = observe.SummaryWriter(self.dir, enabled=self.primary, resume_step=step)
         progress = observe.Progress(self.name, self.total_steps, self.steps_per_epoch,
                                     self.cfg.batch_size, later)
         train = self.config.train

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from fsr_jax import checkpointing, config_checks, inference, train
+from fsr_jax import checkpointing, config_checks, inference, observe, train
 from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
 
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
@@ -239,3 +239,32 @@ def test_an_intact_checkpoint_of_other_shapes_is_not_taken_for_damage(tmp_path, 
                        match=f"checkpoint 4 at {folder / '4'} holds networks of other shapes than the config's"):
         checkpointing.restore(checkpointing.manager(folder), abstract)
     assert snapshot(folder) == before
+
+
+def test_metrics_have_each_step_once_after_two_kills_and_resumes(tmp_path, stage1_runs, smoke_tfds_dir):
+    """A kill after a step is logged but before the next checkpoint (here: that checkpoint
+    removed, and a line cut mid-way) makes the rerun log those steps again."""
+    workdir = tmp_path / "w"
+    folder, metrics = workdir / STAGE1 / "checkpoints", workdir / STAGE1 / "metrics.jsonl"
+    train.train_and_evaluate(config_of(smoke_tfds_dir, s1=3), str(workdir))   # logs 1-3, checkpoints 2, 3
+    shutil.rmtree(folder / "3")
+    with open(metrics, "a") as f:
+        f.write('{"step": 4, "denet/cont')
+    train.train_and_evaluate(config_of(smoke_tfds_dir, s1=5), str(workdir))   # from 2: logs 3-5, checkpoints 4, 5
+    shutil.rmtree(folder / "5")
+    train.train_and_evaluate(config_of(smoke_tfds_dir, s1=6), str(workdir))   # from 4: logs 5, 6
+    lines, straight = metric_lines(workdir, STAGE1), metric_lines(stage1_runs / "straight6", STAGE1)
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    for line, expected in zip(lines, straight):   # the resumed losses are the straight run's, bit for bit
+        line.pop("images_per_second", None), expected.pop("images_per_second", None)
+        assert line == expected
+
+
+def test_truncating_metrics_keeps_the_file_when_nothing_is_past_the_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "a": 0.5}\n{"step": 2, "a": 0.25}\n')
+    mtime = path.stat().st_mtime_ns
+    assert observe.truncate_jsonl(path, 2) == 0 and path.stat().st_mtime_ns == mtime
+    assert observe.truncate_jsonl(path, 1) == 1
+    assert path.read_text() == '{"step": 1, "a": 0.5}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]

@@ -225,6 +225,8 @@ def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, 
     stopped_at = int(text.split("signal 15: checkpoint ")[1].split()[0])
     assert stopped_at >= last_complete + 2
     assert checkpointing.restore_params(ckpts, ("denet",))[1] == stopped_at
+    steps = [json.loads(line)["step"] for line in (tmp_path / STAGE1 / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] <= stopped_at   # each step once despite the kill
 
 
 def test_denet_checkpoint_accepts_a_run_its_stage_folder_or_its_checkpoints(tmp_path):
