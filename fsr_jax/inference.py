@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from PIL import Image
 
 from fsr_jax import checkpointing, models
 from fsr_jax.data import images
@@ -121,13 +122,26 @@ class FaceFiles(NamedTuple):
     resized: list[pathlib.Path]
 
 
+def read_image(path: pathlib.Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB pixels of an image file (`images.read_image`).
+
+    Raises:
+      BadImageError: naming the file, when it cannot be read or decoded, or is over PIL's
+        pixel limit (Image.MAX_IMAGE_PIXELS; PIL's DecompressionBombError).
+    """
+    try:
+        return images.read_image(path).pixels
+    except Image.DecompressionBombError as err:
+        raise images.BadImageError(path, f"too large ({err})") from None
+
+
 def read_face_files(paths: list[pathlib.Path], size: int, resize: bool = True) -> FaceFiles:
     """Reads face crops of any size as uint8 (size, size, 3) RGB; a file that cannot be read,
     or (with `resize` False) is not size x size, is listed in `failed` and the rest still read."""
     faces, good, failed, resized = [], [], [], []
     for path in paths:
         try:
-            pixels = images.read_image(path).pixels
+            pixels = read_image(path)
         except (images.BadImageError, OSError) as err:
             failed.append((path, str(err)))
             continue

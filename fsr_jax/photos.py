@@ -5,11 +5,12 @@ Boxes are float (K, 4) arrays of [x, y, width, height] in pixels of the photo th
 Photos are uint8 (H, W, 3) RGB in [0, 255]. The cascade reliably finds frontal faces from
 about 20 px in the original photo (the photo is enlarged 2x first; the cascade's window is 24 px).
 
-Memory stays proportional to the photo, not to its enlargements: the enlarged photos are made
-STRIP_ROWS rows at a time (PIL bicubic, the same pixels as one resize of the whole), kept as uint8, and only the parts of a strip that faces cover are blended
-in float32. `write_enlarged_photo` streams the enlarged photo with its faces into a PNG strip by
-strip, so a 5000x5000 photo (a 20000x20000 result) needs a few hundred MB, not the result's
-1.2 GB; `super_resolve_photo` returns the whole uint8 result for smaller uses.
+Memory follows the photo, not its enlargements: the enlarged photos are made STRIP_ROWS rows at
+a time (PIL bicubic, the same pixels as one resize of the whole) and kept as uint8; a face is
+resized to its box in uint8 while the strips it covers are made, and blended in float32 over
+those strips' rows and the columns it covers only. `write_enlarged_photo` streams the enlarged
+photo with its faces into a PNG strip by strip, so a 5000x5000 photo (a 20000x20000 result, 1.2
+GB in uint8) is done in well under 1 GB; `super_resolve_photo` returns the whole uint8 result.
 """
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
 """The super-resolve tool: folders with a bad file, whole photos, paste-back, no TensorFlow."""
 import json
+import os
 import pathlib
+import signal
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -109,3 +113,109 @@ def test_paste_back_changes_exactly_the_pixels_of_the_given_boxes():
     np.testing.assert_allclose(result.crops[1], [30 - 3, 18 - 13, 26, 26])   # squared: 1.3 x 20
     mask = photos.feather_mask(20, 30, 0.2)
     assert mask.min() > 0 and mask.max() == 1 and mask[10, 15] == 1 and mask[0, 0] < mask[1, 1]
+
+
+def png_over_pils_pixel_limit(path, side=15000):
+    """A valid 1-bit grey PNG of side x side pixels (225 M: over twice PIL's limit, so PIL's
+    DecompressionBombError), a few kB on disk."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = zlib.compress(bytes((1 + (side + 7) // 8) * side), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def error_lines(text):
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_inputs_sharing_a_stem_get_distinct_outputs_and_an_input_is_never_overwritten(
+        tmp_path, smoke_run, load_faces, super_resolve, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    faces = load_faces("train/HIGH", 2, size=16)
+    Image.fromarray(faces[0]).save(inputs / "a.png")
+    Image.fromarray(faces[1]).save(inputs / "a.jpg", quality=95)
+    Image.fromarray(faces[1]).save(inputs / "b.png")
+    png_over_pils_pixel_limit(inputs / "huge.png")
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    run = ["--workdir", str(smoke_run), "--input", str(inputs)]
+
+    assert super_resolve([*run, "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg.png", "a.png.png", "b.png"]
+    a_png, a_jpg = (np.asarray(Image.open(tmp_path / "out" / n)) for n in ("a.png.png", "a.jpg.png"))
+    assert a_png.shape == a_jpg.shape == (64, 64, 3) and not np.array_equal(a_png, a_jpg)
+    errors = error_lines(err)
+    assert len(errors) == 1 and str(inputs / "huge.png") in errors[0] and "pixels" in errors[0]
+    assert "1 of 4 input files skipped" in err
+
+    assert super_resolve([*run, "--output", str(inputs)]) == 2          # b.png would be written over
+    err = capsys.readouterr().err
+    assert error_lines(err) == [f"error: {inputs / 'b.png'} is the input {inputs / 'b.png'}: it would be "
+                                "overwritten; give an --output folder that holds none of the inputs"]
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+
+
+def test_photos_with_bad_boxes_entries_or_files_are_named_and_skipped_and_the_rest_written(
+        tmp_path, smoke_run, super_resolve, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    for name in ("good", "zero", "nan", "listed", "outside", "unlisted", "words"):
+        Image.fromarray(photo).save(inputs / f"{name}.png")
+    png_over_pils_pixel_limit(inputs / "huge.png")
+    entries = {"good.png": {"faces": [[10, 10, 30, 30], [40, 20, 20, 25]]}, "zero.png": {"faces": [[10, 10, 0, 30]]},
+               "nan.png": {"faces": [[10, 10, float("nan"), 30]]}, "listed.png": [[10, 10, 30, 30]],
+               "outside.png": {"faces": [[500, 10, 30, 30]]}, "words.png": {"faces": [["10", 10, 30, 30]]},
+               "huge.png": {"faces": [[1, 1, 5, 5]]}}
+    (tmp_path / "boxes.json").write_text(json.dumps(entries))
+    args = ["--workdir", str(smoke_run), "--input", str(inputs), "--output", str(tmp_path / "out"),
+            "--boxes", str(tmp_path / "boxes.json")]
+    assert super_resolve(args) == 1
+    err = capsys.readouterr().err
+    errors = error_lines(err)
+    assert len(errors) == 7, errors
+    for name, says in [("zero.png", "width and height must be positive"), ("nan.png", "not finite"),
+                       ("listed.png", 'not of the form {"faces"'), ("outside.png", "outside the 80x60 photo"),
+                       ("words.png", "not [x, y, w, h]"), ("unlisted.png", "no entry in"), ("huge.png", "pixels")]:
+        assert sum(name in line and says in line for line in errors) == 1, (name, errors)
+    assert "7 of 8 input files skipped" in err
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["boxes.json", "good.png", "good_faces"]
+    assert Image.open(out / "good.png").size == (320, 240)
+    assert sorted(p.name for p in (out / "good_faces").iterdir()) == ["face_0.png", "face_1.png"]
+    assert list(json.loads((out / "boxes.json").read_text())) == ["good.png"]
+
+    (tmp_path / "boxes.json").write_text(json.dumps([entries["good.png"]]))
+    assert super_resolve([*args[:5], str(tmp_path / "out2"), *args[6:]]) == 2
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "the top level is a list, not a mapping from photo names" in errors[0]
+    assert not (tmp_path / "out2").exists()
+
+
+def test_a_run_killed_while_writing_a_photo_leaves_no_partial_file_under_its_name(
+        tmp_path, smoke_run, super_resolve):
+    photo = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)   # a 4x PNG of ~230 kB
+    Image.fromarray(photo).save(tmp_path / "group.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"group.png": {"faces": [[10, 10, 30, 30]]}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "group.png").write_bytes(b"an earlier result")
+    args = ["--workdir", str(smoke_run), "--input", str(tmp_path / "group.png"), "--output", str(out),
+            "--boxes", str(tmp_path / "boxes.json")]
+
+    # the kernel kills the tool (SIGXFSZ, which Python otherwise ignores) when a write passes 64 kB
+    killed_at_64_kb = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
+                       "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16)); "
+                       "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", killed_at_64_kb, str(TOOL), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == -signal.SIGXFSZ, proc.stderr
+    assert (out / "group.png").read_bytes() == b"an earlier result"
+    assert [p.name.startswith(".group.png.") for p in out.iterdir() if p.name != "group.png"] == [True]
+
+    assert super_resolve(args) == 0
+    assert Image.open(out / "group.png").size == (320, 240)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["boxes.json", "group.png",
+                                                                                   "group_faces"]

@@ -14,7 +14,8 @@ def smooth_photo(height, width, seed=0):
     """uint8 (height, width, 3): gradients with a little noise (no faces for the cascade)."""
     y, x = np.mgrid[0:height, 0:width]
     noise = np.random.default_rng(seed).integers(0, 8, (height, width, 3))
-    return np.stack([40 + x * 150 // width, 60 + y * 150 // height, 100 + 0 * x], axis=-1).astype(np.uint8) + noise.astype(np.uint8)
+    gradients = np.stack([40 + x * 150 // width, 60 + y * 150 // height, 100 + 0 * x], axis=-1)
+    return (gradients + noise).astype(np.uint8)
 
 
 def fake_sr(lr):
@@ -49,7 +50,8 @@ def test_overlapping_faces_across_strips_blend_as_in_one_float_pass_and_the_png_
     result = photos.super_resolve_photo(photo, fake_sr, 16, 4, boxes)
     expected = reference_paste(photos.upscale(photo, 4), result.faces, 4 * result.crops)
     np.testing.assert_array_equal(result.image, expected)
-    np.testing.assert_array_equal(photos.paste_faces(photos.upscale(photo, 4), result.faces, 4 * result.crops), expected)
+    pasted = photos.paste_faces(photos.upscale(photo, 4), result.faces, 4 * result.crops)
+    np.testing.assert_array_equal(pasted, expected)
     file = io.BytesIO()
     photos.write_enlarged_photo(file, photo, photos.PhotoFaces(result.boxes, result.crops, result.faces), 4)
     with Image.open(io.BytesIO(file.getvalue())) as png:

@@ -12,25 +12,44 @@ workdir needed) instead of --workdir; exactly one of them is given.
 Faces: every image (any size; resized to the network's LR size with PIL bicubic and counted, or
 refused with --noresize) becomes OUT/<name>.png at 4x that size. Photos (--detect or
 --boxes): OUT/<name>.png is the photo enlarged 4x (PIL bicubic) with each face replaced by its
-SR version (feathered blend), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
+SR version (feathered blend; written strip by strip, so memory follows the photo, not its 16x
+larger result), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
 boxes {file name: {"faces": [[x, y, w, h], ...], "crops": [...]}} in original photo pixels.
 OpenCV's Haar cascade finds frontal faces from about 20 px; --boxes takes a boxes.json of the
-same form (only "faces" is read) to give the faces by hand instead. A file that cannot be read
-is reported by name and the rest are still processed; the exit status is 1 if any failed.
+same form (only "faces" is read) to give the faces by hand instead.
+
+<name> is the input's stem (photo.jpg -> OUT/photo.png), or its whole name when another input has
+the same stem (a.png and a.jpg -> a.png.png and a.jpg.png). Nothing is written over an input:
+an output that is an input file, or two inputs that would get one output, stop the run before
+any work (exit status 2). Every output is written to a hidden temporary file beside it and
+renamed when complete, so a killed run never leaves a partial OUT file. An input that cannot be
+used (an unreadable or undecodable file, one over PIL's pixel limit, a photo whose --boxes entry
+is missing or unusable: not {"faces": [[x, y, w, h], ...]}, a size that is not a positive
+finite number, a box outside the photo) is reported in one line naming it and skipped; the rest
+are processed, and the exit status is 1 with the count of skipped inputs. A --boxes file that
+is not a mapping from file names is refused before any work.
+
 Runs without TensorFlow.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import os
 import pathlib
 import sys
+from typing import BinaryIO, Iterator
 
+import cv2
 import numpy as np
 from absl import flags
 from PIL import Image
 
 from fsr_jax import checkpointing, cli, export, inference, models, photos
 from fsr_jax.data import images
+
+BOXES_FILE = "boxes.json"
 
 
 def define(fv: flags.FlagValues, argv) -> None:
@@ -69,58 +88,193 @@ def load_network(args: flags.FlagValues) -> tuple[models.FeedbackSR, dict, int, 
     return models.build_sr(run_cfg.model), params[net], run_cfg.data.lr_size, f"{net} of {args.workdir} (checkpoint {step})"
 
 
-def read_boxes(path: pathlib.Path) -> dict:
-    """{file name: float (K, 4)} from a boxes.json ({name: {"faces": [[x, y, w, h], ...]}})."""
+class Skipped(Exception):
+    """One input that is skipped; the message names it and says why."""
+
+
+def read_boxes(path: pathlib.Path) -> dict[str, np.ndarray | str]:
+    """{file name: float (K, 4) boxes, or the reason its entry is unusable} from a boxes.json
+    ({name: {"faces": [[x, y, w, h], ...]}}; w and h positive, all four finite numbers).
+
+    Raises:
+      DataError: naming the file, when it cannot be read, is not JSON, or is not such a mapping.
+    """
+    form = '{"photo.jpg": {"faces": [[x, y, w, h], ...]}}'
     try:
-        return {name: np.asarray(entry["faces"], np.float64).reshape(-1, 4)
-                for name, entry in json.loads(path.read_text()).items()}
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise images.DataError(f"{path}: not a boxes file of the form "
-                               f'{{"photo.jpg": {{"faces": [[x, y, w, h], ...]}}}} ({err})') from err
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise images.DataError(f"{path}: not a boxes file of the form {form} ({err})") from err
+    if not isinstance(entries, dict):
+        raise images.DataError(f"{path}: not a boxes file of the form {form} (the top level is a "
+                               f"{type(entries).__name__}, not a mapping from photo names)")
+    return {name: _entry_boxes(entry, f"{path}: entry {name!r}") for name, entry in entries.items()}
 
 
-def run_faces(args, paths, sr_fn, lr_size: int, out: pathlib.Path) -> list[tuple]:
-    """Face crops -> OUT/<stem>.png; returns the failures (path, reason)."""
+def _entry_boxes(entry, where: str) -> np.ndarray | str:
+    """float (K, 4) boxes of one boxes.json entry, or why it is unusable (a line naming it)."""
+    faces = entry.get("faces") if isinstance(entry, dict) else None
+    if not isinstance(faces, list):
+        return f'{where}: not of the form {{"faces": [[x, y, w, h], ...]}}'
+    for k, box in enumerate(faces):
+        if not (isinstance(box, list) and len(box) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            return f"{where}: face {k} is {json.dumps(box)}, not [x, y, w, h] (four numbers)"
+        if not all(np.isfinite(box)):
+            return f"{where}: face {k} is {box}: not finite"
+        if box[2] <= 0 or box[3] <= 0:
+            return f"{where}: face {k} is {box}: its width and height must be positive"
+    return np.asarray(faces, np.float64).reshape(-1, 4)
+
+
+def output_names(paths: list[pathlib.Path]) -> list[str]:
+    """The name each input's outputs take (OUT/<name>.png, OUT/<name>_faces/): the file's stem,
+    or its whole name (a.jpg -> a.jpg.png) when another input has the same stem (letter case
+    ignored, for file systems that ignore it)."""
+    stems = collections.Counter(p.stem.casefold() for p in paths)
+    return [p.name if stems[p.stem.casefold()] > 1 else p.stem for p in paths]
+
+
+def check_outputs(paths: list[pathlib.Path], names: list[str], out: pathlib.Path, photo_mode: bool) -> None:
+    """Refuses (DataError) a run that would write one output for two inputs, or over an input.
+
+    Checked before any work: two inputs whose output names are the same (letter case ignored);
+    an output file that is an input file (the same file, by device and inode: also through a
+    link, or on a file system that ignores case); with photos, a face folder that holds an input.
+    """
+    seen: dict[str, pathlib.Path] = {}
+    for path, name in zip(paths, names):
+        other = seen.setdefault(f"{name}.png".casefold(), path)
+        if other != path:
+            raise images.DataError(f"{other} and {path} would both be written to {out / (name + '.png')}; "
+                                   "rename one of them")
+    inputs = {}
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # unreadable: skipped later, with its reason
+        inputs[(stat.st_dev, stat.st_ino)] = path
+    outputs = [out / f"{name}.png" for name in names] + ([out / BOXES_FILE] if photo_mode else [])
+    for output in outputs:
+        try:
+            stat = output.stat()
+        except OSError:
+            continue  # not there yet: not an input
+        if (stat.st_dev, stat.st_ino) in inputs:
+            raise images.DataError(f"{output} is the input {inputs[stat.st_dev, stat.st_ino]}: it would be "
+                                   "overwritten; give an --output folder that holds none of the inputs")
+    if photo_mode:
+        folders = {os.path.realpath(out / f"{name}_faces") for name in names}
+        for path in paths:
+            if os.path.realpath(path.parent) in folders:
+                raise images.DataError(f"the input {path} is in a folder of SR faces that this run "
+                                       f"writes ({path.parent}); give another --output folder")
+
+
+@contextlib.contextmanager
+def replacing(path: pathlib.Path) -> Iterator[BinaryIO]:
+    """A file to write `path` through: written as a hidden temporary file in the same folder
+    and renamed to `path` when complete, so that `path` is never a partial file (a killed run
+    leaves at most the temporary .<name>.<pid>.partial); removed when the writing fails."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as file:
+            yield file
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def save_png(pixels: np.ndarray, path: pathlib.Path) -> None:
+    with replacing(path) as file:
+        Image.fromarray(pixels).save(file, format="PNG")
+
+
+def report(reason: str) -> None:
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+
+
+def run_faces(args, paths, names, sr_fn, lr_size: int, out: pathlib.Path) -> list[str]:
+    """Face crops -> OUT/<name>.png; returns the reasons of the inputs skipped (reported)."""
     read = inference.read_face_files(paths, lr_size, resize=args.resize)
+    failed = [reason for _, reason in read.failed]
+    for reason in failed:
+        report(reason)
     if read.resized:
         print(f"{len(read.resized)} of {len(read.paths)} faces resized to {lr_size}x{lr_size} (PIL bicubic)")
     if read.paths:
+        name_of = dict(zip(paths, names))
+        written = 0
         for face, path in zip(sr_fn(read.faces), read.paths):
-            Image.fromarray(face).save(out / f"{path.stem}.png")
-        print(f"{len(read.paths)} faces super-resolved into {out}")
-    return read.failed
+            try:
+                save_png(face, out / f"{name_of[path]}.png")
+                written += 1
+            except OSError as err:
+                failed.append(f"{path}: cannot write its output ({err})")
+                report(failed[-1])
+        print(f"{written} faces super-resolved into {out}")
+    return failed
 
 
-def run_photos(args, paths, sr_fn, lr_size: int, scale: int, out: pathlib.Path) -> list[tuple]:
-    """Photos -> OUT/<stem>.png, OUT/<stem>_faces/, OUT/boxes.json; returns the failures."""
-    given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
+def photo_boxes(path: pathlib.Path, given: dict | None, boxes_file: str, photo: np.ndarray) -> np.ndarray | None:
+    """The boxes of a photo from --boxes (None: detect); Skipped when its entry is missing,
+    unusable, or has a face wholly outside the photo."""
+    if given is None:
+        return None
+    boxes = given[path.name]
+    if isinstance(boxes, str):
+        raise Skipped(boxes)
+    height, width = photo.shape[:2]
+    for k, (x, y, w, h) in enumerate(boxes):
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise Skipped(f"{boxes_file}: entry {path.name!r}: face {k} is {[x, y, w, h]}, outside "
+                          f"the {width}x{height} photo")
+    return boxes
+
+
+def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib.Path,
+               given: dict | None) -> list[str]:
+    """Photos -> OUT/<name>.png, OUT/<name>_faces/, OUT/boxes.json; returns the reasons of the
+    photos skipped (reported as they happen)."""
     failed, record = [], {}
-    for path in paths:
-        if given is not None and path.name not in given:
-            failed.append((path, f"{path}: no entry in {args.boxes}"))
-            continue
+    for path, name in zip(paths, names):
         try:
-            photo = images.read_image(path).pixels
-        except (images.BadImageError, OSError) as err:
-            failed.append((path, str(err)))
+            if given is not None and path.name not in given:
+                raise Skipped(f"{path}: no entry in {args.boxes}")
+            photo = inference.read_image(path)
+            found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale,
+                                               photo_boxes(path, given, args.boxes, photo), args.margin)
+            with replacing(out / f"{name}.png") as file:
+                photos.write_enlarged_photo(file, photo, found, scale)
+            del photo
+            faces_dir = out / f"{name}_faces"
+            faces_dir.mkdir(exist_ok=True)
+            for k, face in enumerate(found.faces):
+                save_png(face, faces_dir / f"face_{k}.png")
+        except (Skipped, images.BadImageError) as err:
+            failed.append(str(err))
+        except (OSError, ValueError, MemoryError, cv2.error) as err:
+            failed.append(f"{path}: {type(err).__name__}: {err}")
+        else:
+            record[path.name] = {"faces": found.boxes.round(2).tolist(), "crops": found.crops.round(2).tolist()}
+            print(f"{path.name}: {len(found.faces)} faces", flush=True)
             continue
-        result = photos.super_resolve_photo(photo, sr_fn, lr_size, scale,
-                                            None if given is None else given[path.name], args.margin)
-        Image.fromarray(result.image).save(out / f"{path.stem}.png")
-        faces_dir = out / f"{path.stem}_faces"
-        faces_dir.mkdir(exist_ok=True)
-        for k, face in enumerate(result.faces):
-            Image.fromarray(face).save(faces_dir / f"face_{k}.png")
-        record[path.name] = {"faces": result.boxes.round(2).tolist(), "crops": result.crops.round(2).tolist()}
-        print(f"{path.name}: {len(result.faces)} faces")
-    (out / "boxes.json").write_text(json.dumps(record, indent=1))
+        report(failed[-1])
+    with replacing(out / BOXES_FILE) as file:
+        file.write(json.dumps(record, indent=1).encode())
     return failed
 
 
 def run(args: flags.FlagValues, positional: list[str]) -> int:
     del positional
+    out = pathlib.Path(args.output).expanduser()
+    photo_mode = bool(args.detect or args.boxes)
     try:
         paths = inference.image_paths(args.input)
+        names = output_names(paths)
+        check_outputs(paths, names, out, photo_mode)
+        given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
         model, params, lr_size, described = load_network(args)
     except (checkpointing.CheckpointError, images.DataError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -131,20 +285,13 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
     def sr_fn(lr):
         return inference.super_resolve(model, params, lr, args.batch_size)
 
-    out = pathlib.Path(args.output).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        if args.detect or args.boxes:
-            failed = run_photos(args, paths, sr_fn, lr_size, scale, out)
-        else:
-            failed = run_faces(args, paths, sr_fn, lr_size, out)
-    except images.DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for _, reason in failed:
-        print(f"error: {reason}", file=sys.stderr)
+    if photo_mode:
+        failed = run_photos(args, paths, names, sr_fn, lr_size, scale, out, given)
+    else:
+        failed = run_faces(args, paths, names, sr_fn, lr_size, out)
     if failed:
-        print(f"{len(failed)} of {len(paths)} files failed", file=sys.stderr)
+        print(f"{len(failed)} of {len(paths)} input files skipped (each named above)", file=sys.stderr)
     return 1 if failed else 0
 
 
