@@ -10,7 +10,9 @@ that reads and move nothing.
 """
 from __future__ import annotations
 
+import inspect
 import pathlib
+import sys
 from typing import Any, Callable, TypeVar
 
 import jax
@@ -42,8 +44,33 @@ def _reason(err: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+_abandoned_reads_silenced = False
+
+
+def silence_abandoned_reads() -> None:
+    """Keep the log readable after a failed read: orbax leaves TensorStore reads of the damaged
+    checkpoint in flight, and Python would print a traceback for each (hundreds) when their
+    results reach the closed event loop or their coroutines are collected. Drops exactly those
+    reports, from now on; everything else still goes to the previous `sys.unraisablehook`."""
+    global _abandoned_reads_silenced
+    if _abandoned_reads_silenced:
+        return
+    _abandoned_reads_silenced = True
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        exc, obj = unraisable.exc_value, unraisable.object
+        closed_loop = isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+        orbax_read = inspect.iscoroutine(obj) and "/orbax/" in obj.cr_code.co_filename
+        if not (closed_loop or orbax_read):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def unreadable(directory: pathlib.Path, step: int, err: BaseException) -> str:
-    """'checkpoint N at <folder> cannot be read (<reason>)'."""
+    """'checkpoint N at <folder> cannot be read (<reason>)'; quiets the failed read's leftovers."""
+    silence_abandoned_reads()
     return f"checkpoint {step} at {pathlib.Path(directory) / str(step)} cannot be read ({_reason(err)})"
 
 
@@ -154,6 +181,7 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
         try:
             restored = mgr.restore(s, args=args)
         except Exception as err:  # orbax raises many kinds; the user needs the folder
+            silence_abandoned_reads()
             found = saved_layout(directory, s)
             if found is not None and found[1] != layout(abstract_state):  # intact, but not this config's
                 raise ShapeMismatchError(
@@ -240,6 +268,7 @@ def _reads(directory: pathlib.Path, step: int, read: Callable[[pathlib.Path], An
     try:
         read(directory / str(step) / STATE)
     except Exception:  # noqa: BLE001 (any failure: not readable)
+        silence_abandoned_reads()
         return False
     return True
 

@@ -237,7 +237,8 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
         for field in differing:
             fields.setdefault(field, (_flat(saved)[field], _flat(now)[field], []))[2].append(stage)
         if not differing:
-            source = "its config.json does not explain it" if saved else f"there is no readable {folder / 'config.json'}"
+            source = ("its config.json does not explain it" if saved else
+                      f"there is no readable {folder / 'config.json'}")
             problems.append(f"the networks of {stage} differ from checkpoint {step} in {folder} ({source}): "
                             f"{_layout_differences(saved_arrays, arrays)}")
     problems = [f"{field}={new}, but the checkpoints were trained with {old} (it changes the networks of "
