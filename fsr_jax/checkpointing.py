@@ -172,7 +172,8 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = 
 
     Raises:
       CheckpointError: naming the folder, when there is no checkpoint or none reads (then
-        nothing is renamed).
+        nothing is renamed); ShapeMismatchError (a CheckpointError) when an intact checkpoint
+        holds arrays of other shapes than `abstract_state` (nothing is renamed either).
     """
     directory = pathlib.Path(mgr.directory)
     args = ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()})
