@@ -19,7 +19,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fsr_jax import cli
-from fsr_jax.data.config import parse_test_sets
 from fsr_jax.stopping import StoppedBeforeTraining, Stopper
 
 
@@ -39,8 +38,8 @@ __doc__ += configs_help()
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, summaries, evaluations.")
-_TEST_SETS = flags.DEFINE_multi_string(
-    "test_set", [], "NAME=FOLDER (a folder with LR/ and optionally HR/), repeated: test sets added "
+_TEST_SETS = cli.define_test_sets(
+    flags.FLAGS, "NAME=FOLDER (a folder with LR/ and optionally HR/), repeated: test sets added "
     "to config.data.test_sets, which the locked config cannot take from --config flags.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() with auto-detected settings.")
@@ -48,17 +47,6 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _valid_test_sets(specs: list[str]) -> bool:
-    try:
-        parse_test_sets(specs)
-    except ValueError as err:
-        raise flags.ValidationError(str(err)) from None
-    return True
-
-
-flags.register_validator("test_set", _valid_test_sets)
 
 
 def initialize_distributed() -> None:
