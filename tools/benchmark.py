@@ -102,9 +102,6 @@ def _time_pipeline(data_cfg, batch_size: int, steps: int, warmup: int) -> dict:
 
 def data(args: flags.FlagValues) -> dict:
     """The `data` subcommand."""
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)
     cfg = args.config.data
     cfg.progress = False
     runs = []
