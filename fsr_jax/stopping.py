@@ -23,9 +23,9 @@ T = TypeVar("T")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class StoppedBeforeTraining(Exception):
-    """A signal arrived before the training loop: nothing new to save. Its text names the signal
-    and where the run will resume."""
+class StoppedBeforeTraining(BaseException):
+    """A signal arrived before the training loop: nothing new to save; the text names the signal.
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` on the way swallows it."""
 
 
 class Stopper:
