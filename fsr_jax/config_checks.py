@@ -10,14 +10,12 @@ import math
 import pathlib
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from fsr_jax import checkpointing, losses, models
 from fsr_jax.data.config import problems as data_problems
 from fsr_jax.inference import SR_NETS
-from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
+from fsr_jax.steps import STAGE1, STAGE2, Nets, abstract_state, make_optimizer
 
 MODES = ("train", "eval")
 TEACHERS = ("denet", "bicubic", "cycle")
@@ -134,18 +132,8 @@ DATA_STATE_FIELDS = {"global_batch_size": "{stage}.batch_size", "seed": "seed", 
 def state_layout(config: ml_collections.ConfigDict, stage: str) -> dict[str, tuple[tuple[int, ...], str]]:
     """`checkpointing.layout` of the train state `config` gives `stage` (DeNet frozen into
     stage 2 for the DeNet teacher), from shapes only: nothing is computed."""
-    section = config.stage1 if stage == STAGE1 else config.stage2
     nets = Nets.from_config(config.model)
-    tx = make_optimizer(config.optimizer, 1)
-    hr, lr = config.data.hr_size, config.data.lr_size
-
-    def build():
-        frozen = {}
-        if stage == STAGE2 and section.teacher == "denet":
-            frozen = {"denet": nets.down.init(jax.random.key(0), jnp.zeros((1, hr, hr, 3)))["params"]}
-        return init_state(stage, section, nets, tx, config.seed, hr, lr, frozen)
-
-    return checkpointing.layout(jax.eval_shape(build))
+    return checkpointing.layout(abstract_state(stage, config, nets, make_optimizer(config.optimizer, 1)))
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

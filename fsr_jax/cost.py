@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fsr_jax.steps import STAGE2, Nets, init_state, make_optimizer, stage_step
+from fsr_jax.steps import Nets, abstract_state, make_optimizer, stage_step
 
 #: Rough sustained rate of the full-size training step on one x86 CPU core, from this project's
 #: measurements on a 2-core machine (stage 2 at batch 4: 518 GFLOP in 3.9 s; stage 1: 116 GFLOP
@@ -26,15 +26,10 @@ def step_flops(stage: str, config: ml_collections.ConfigDict, batch_size: int) -
     gives no figure. Lowers on the CPU on abstract values: a few seconds, no memory."""
     nets = Nets.from_config(config.model)
     tx = make_optimizer(config.optimizer, steps_per_epoch=1000)
-    stage_cfg = config.stage1 if stage != STAGE2 else config.stage2
-    hr, lr = config.data.hr_size, config.data.lr_size
-    frozen = None
-    if stage == STAGE2 and stage_cfg.teacher == "denet":
-        frozen = {"denet": jax.eval_shape(nets.down.init, jax.random.key(0),
-                                          jnp.zeros((1, hr, hr, 3)))["params"]}
-    state = jax.eval_shape(lambda f: init_state(stage, stage_cfg, nets, tx, 0, hr, lr, f), frozen)
+    state = abstract_state(stage, config, nets, tx)
     cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), state)
+    hr, lr = config.data.hr_size, config.data.lr_size
     batch = {"hr": jax.ShapeDtypeStruct((batch_size, hr, hr, 3), jnp.float32, sharding=cpu),
              "lr": jax.ShapeDtypeStruct((batch_size, lr, lr, 3), jnp.float32, sharding=cpu)}
     cost = jax.jit(stage_step(stage, config, nets, tx)).lower(state, batch).cost_analysis()

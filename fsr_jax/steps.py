@@ -101,6 +101,27 @@ def init_state(stage: str, stage_cfg, nets: Nets, tx: optax.GradientTransformati
     return TrainState(jnp.zeros((), jnp.int32), jax.random.key_data(key), states, frozen or {})
 
 
+def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
+    """The `stage1` or `stage2` section."""
+    return config.stage1 if stage == STAGE1 else config.stage2
+
+
+def abstract_state(stage: str, config: ml_collections.ConfigDict, nets: Nets,
+                   tx: optax.GradientTransformation) -> TrainState:
+    """Shapes and dtypes of `stage`'s initial TrainState under `config` (DeNet frozen into stage 2
+    for the DeNet teacher), as jax.ShapeDtypeStruct leaves: nothing is initialised."""
+    section = stage_config(config, stage)
+    hr, lr = config.data.hr_size, config.data.lr_size
+
+    def build():
+        frozen = {}
+        if stage == STAGE2 and section.teacher == "denet":
+            frozen = {"denet": nets.down.init(jax.random.key(0), jnp.zeros((1, hr, hr, 3)))["params"]}
+        return init_state(stage, section, nets, tx, config.seed, hr, lr, frozen)
+
+    return jax.eval_shape(build)
+
+
 def generator_update(state: NetState, loss_fn: Callable, tx) -> tuple[NetState, Any]:
     """One Adam step of a generator on `loss_fn(params) -> (loss, aux)`; returns aux."""
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Callable, TypeVar
 
 import jax
@@ -102,7 +101,6 @@ class Stopper:
         thread.start()
         while thread.is_alive():
             thread.join(poll_s)
-            time.sleep(0)
         if "error" in result:
             raise result["error"]
         return result["value"]

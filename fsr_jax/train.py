@@ -23,7 +23,7 @@ from fsr_jax import checkpointing, config_checks, cost, data, losses, observe
 from fsr_jax.mesh import data_mesh, replicated
 from fsr_jax.stopping import Stopper
 from fsr_jax.steps import (STAGE1, STAGE2, Nets, TrainState, init_state, learning_rate_schedule,
-                           make_optimizer, scan_steps, stage_step, synthetic_lr)
+                           make_optimizer, scan_steps, stage_config, stage_step, synthetic_lr)
 
 
 #: A progress line at least this often (seconds), whatever `train.log_every` says, so that a slow
@@ -33,11 +33,6 @@ PROGRESS_EVERY_S = 60.0
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or Inf; the message names the term and the step."""
-
-
-def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
-    """The `stage1` or `stage2` section."""
-    return config.stage1 if stage == STAGE1 else config.stage2
 
 
 def check_finite(metrics: dict[str, float], step: int) -> None:
@@ -149,7 +144,7 @@ class Stage:
             config.data, global_batch_size=self.cfg.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         self.steps_per_epoch = self.data.steps_per_epoch
-        self.total_steps = self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
+        self.total_steps = stage_total_steps(config, stage, self.data.order.num_hr)
         self.lr_schedule = learning_rate_schedule(config.optimizer, self.steps_per_epoch)
         self.primary = jax.process_index() == 0
         self.checkpoints = checkpointing.manager(self.dir / "checkpoints", config.train.keep_checkpoints)
@@ -208,7 +203,7 @@ class Stage:
         seconds = time.perf_counter() - start
         logging.info("%s: done in %.1f s", what, seconds)
         if self.primary:
-            record.write_text(json.dumps({**seen, str(count): round(seconds, 1)}))
+            observe.replace_file(record, json.dumps({**seen, str(count): round(seconds, 1)}))
         return compiled_call
 
     def process(self, first: int, metrics, interval: dict[str, list[float]]) -> None:
