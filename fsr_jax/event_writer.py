@@ -1,7 +1,9 @@
-"""TensorBoard event files without TensorFlow: a clu `MetricWriter` over tensorboard's writer.
+"""TensorBoard event files without TensorFlow: a clu `MetricWriter` over tensorboardX's writer.
 
-`EventFileMetricWriter` implements clu's `MetricWriter` interface with the `tensorboard`
-package's own `EventFileWriter` and summary protos. It writes what `tf.summary` writes, so
+`EventFileMetricWriter` implements clu's `MetricWriter` interface with tensorboardX's
+`EventFileWriter` and summary protos (a 0.1 MB package; the `tensorboard` package, which pulls
+in grpc and its data server, is needed only to view the runs). It writes what `tf.summary`
+writes, so
 TensorBoard shows the runs as before: scalars as float32 tensors of the scalars plugin, images
 as PNG strings of the images plugin (`[width, height, png_1, ..., png_N]`), texts, histograms
 (`[k, 3]` of left edge, right edge, count) and hyperparameters. Videos and audio are not
@@ -36,15 +38,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 from PIL import Image
-# tensorboard's pieces import no TensorFlow (its `compat.tf` is resolved lazily, and the event
-# file writer falls back to tensorboard's own file stub where TensorFlow is absent).
-from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.plugins.histogram import metadata as histogram_metadata
-from tensorboard.plugins.image import metadata as image_metadata
-from tensorboard.plugins.scalar import metadata as scalar_metadata
-from tensorboard.plugins.text import metadata as text_metadata
-from tensorboard.summary.writer import event_file_writer
-from tensorboard.util import tensor_util
+from tensorboardX import event_file_writer
+from tensorboardX import summary as tbx_summary
+from tensorboardX.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 _PACKAGE = "clu.metric_writers"
 
@@ -104,6 +100,34 @@ _clu = clu_writers()
 DEFAULT_HISTOGRAM_BUCKETS = 30
 
 
+def _plugin_metadata(plugin_name: str) -> summary_pb2.SummaryMetadata:
+    """Metadata routing a summary to a TensorBoard plugin; `scalars`, `images`, `text` and
+    `histograms` read version-0 plugin data, whose serialized form is empty."""
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
+
+
+_DTYPES = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
+           np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64}
+
+
+def tensor_proto(value: Any) -> tensor_pb2.TensorProto:
+    """A TensorProto of a numpy value: float32/float64/int32/int64 as raw little-endian
+    content, bytes or str (object arrays, or a scalar) as DT_STRING; other numeric types
+    become float32."""
+    array = np.asarray(value)
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape])
+    if array.dtype == object or array.dtype.kind in "SU":
+        strings = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()]
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
+                                      string_val=strings)
+    if array.dtype not in _DTYPES:
+        array = array.astype(np.float32)
+    return tensor_pb2.TensorProto(dtype=_DTYPES[array.dtype], tensor_shape=shape,
+                                  tensor_content=array.astype(array.dtype.newbyteorder("<")).tobytes())
+
+
 def _png(image: np.ndarray) -> bytes:
     """PNG bytes of one (H, W, C) image, C in 1, 3, 4."""
     if image.shape[-1] == 1:
@@ -122,11 +146,11 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 class EventFileMetricWriter(_clu.MetricWriter):
-    """clu `MetricWriter` writing TensorBoard event files with the `tensorboard` package.
+    """clu `MetricWriter` writing TensorBoard event files with tensorboardX.
 
     Args:
       logdir: folder of the event file (created); each writer starts a new event file there.
-      flush_secs: how often tensorboard's writer thread flushes on its own (`flush()` and
+      flush_secs: how often tensorboardX's writer thread flushes on its own (`flush()` and
         `close()` always do).
     """
 
@@ -146,17 +170,17 @@ class EventFileMetricWriter(_clu.MetricWriter):
             md = (metadata or {}).get(key)
             if isinstance(md, bytes):
                 md = summary_pb2.SummaryMetadata.FromString(md)
-            self._add(step, key, tensor_util.make_tensor_proto(np.asarray(value)),
+            self._add(step, key, tensor_proto(value),
                       md if md is not None else summary_pb2.SummaryMetadata())
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]):
-        md = scalar_metadata.create_summary_metadata(display_name=None, description="")
+        md = _plugin_metadata("scalars")
         for key, value in scalars.items():
-            self._add(step, key, tensor_util.make_tensor_proto(np.float32(value)), md)
+            self._add(step, key, tensor_proto(np.float32(value)), md)
 
     def write_images(self, step: int, images: Mapping[str, Any]):
         """images: key -> (N, H, W, C) or (H, W, C), C in 1, 3, 4; uint8, or floats in [0, 1]."""
-        md = image_metadata.create_summary_metadata(display_name=None, description="")
+        md = _plugin_metadata("images")
         for key, value in images.items():
             batch = to_uint8(value)
             if batch.ndim == 3:
@@ -166,17 +190,16 @@ class EventFileMetricWriter(_clu.MetricWriter):
                                  f"shape {np.shape(value)}")
             height, width = batch.shape[1:3]
             strings = [str(width).encode(), str(height).encode(), *(_png(im) for im in batch)]
-            self._add(step, key, tensor_util.make_tensor_proto(np.array(strings, dtype=object)), md)
+            self._add(step, key, tensor_proto(np.array(strings, dtype=object)), md)
 
     def write_texts(self, step: int, texts: Mapping[str, str]):
-        md = text_metadata.create_summary_metadata(display_name=None, description="")
+        md = _plugin_metadata("text")
         for key, text in texts.items():
-            tensor = tensor_util.make_tensor_proto(np.array(str(text).encode(), dtype=object))
-            self._add(step, key, tensor, md)
+            self._add(step, key, tensor_proto(np.array(str(text).encode(), dtype=object)), md)
 
     def write_histograms(self, step: int, arrays: Mapping[str, Any],
                          num_buckets: Mapping[str, int] | None = None):
-        md = histogram_metadata.create_summary_metadata(display_name=None, description="")
+        md = _plugin_metadata("histograms")
         for key, values in arrays.items():
             values = np.asarray(values, np.float64).ravel()
             buckets = (num_buckets or {}).get(key, DEFAULT_HISTOGRAM_BUCKETS)
@@ -185,13 +208,12 @@ class EventFileMetricWriter(_clu.MetricWriter):
                 table = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
             else:
                 table = np.zeros((0, 3), np.float64)
-            self._add(step, key, tensor_util.make_tensor_proto(table), md)
+            self._add(step, key, tensor_proto(table), md)
 
     def write_hparams(self, hparams: Mapping[str, Any]):
-        from tensorboard.plugins.hparams import summary_v2 as hparams_summary
-
-        summary = hparams_summary.hparams_pb(dict(hparams))
-        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
+        experiment, session_start, _ = tbx_summary.hparams(dict(hparams), {})
+        for summary in (experiment, session_start):
+            self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
 
     def write_videos(self, step: int, videos: Mapping[str, Any]):
         logging.log_first_n(logging.WARNING, "EventFileMetricWriter does not write videos.", 1)
