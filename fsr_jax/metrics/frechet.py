@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fsr_jax.metrics import weights
+from fsr_jax.metrics import inception, weights
 from fsr_jax.metrics.inception import FEATURES, InceptionV3, preprocess
 
 EPS = 1e-6
@@ -21,7 +21,7 @@ EPS = 1e-6
 
 def inception_params() -> dict:
     """The converted TF-Inception parameter tree, fetched into the metric cache on first use."""
-    return weights.load_params(weights.INCEPTION_FILE)
+    return weights.load_params(weights.INCEPTION_FILE, inception.abstract_params)
 
 
 @jax.jit

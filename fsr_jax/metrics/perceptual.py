@@ -55,7 +55,7 @@ class LPIPSNet(nn.Module):
 
 def lpips_params() -> dict:
     """The converted AlexNet + linear-layer tree, fetched into the metric cache on first use."""
-    return weights.load_params(weights.LPIPS_FILE)
+    return weights.load_params(weights.LPIPS_FILE, abstract_params)
 
 
 @jax.jit

@@ -12,6 +12,7 @@ from absl import app, flags
 
 from fsr_jax import cli
 from fsr_jax.metrics import weights
+from fsr_jax.metrics.weights.install import install
 
 COMMANDS = ("install", "where")
 
@@ -28,7 +29,7 @@ def run(fv: flags.FlagValues, args: list[str]) -> int:
         print(weights.cache_dir())
         return 0
     try:
-        weights.install()
+        install()
     except (weights.MissingWeightsError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
