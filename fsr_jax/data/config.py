@@ -59,7 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Random horizontal flips of HR and LR training faces, seeded per (epoch, example).
     # **Decision**: the paper states no augmentation; flips are the usual one for faces.
     c.random_flip = True
-    # Number of synthetic HR training faces of the default set (the issue asks for >= 2000).
+    # Number of synthetic HR training faces of the default set. The default set must hold at least
+    # 2000 HR and 2000 LR training faces (tests/test_data_config.py checks both counts).
     c.synthetic_hr = 2000
     # Number of synthetic "real" LR training faces, drawn from seeds disjoint from the HR ones.
     c.synthetic_lr = 2000
