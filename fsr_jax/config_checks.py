@@ -12,41 +12,20 @@ from typing import Any
 
 import ml_collections
 
-from fsr_jax import checkpointing, losses, models
+from fsr_jax import checkpointing, losses, models, stages
 from fsr_jax.data.config import problems as data_problems
 from fsr_jax.inference import SR_NETS
-from fsr_jax.steps import STAGE1, STAGE2, Nets, abstract_state, make_optimizer
+from fsr_jax.steps import make_optimizer
 
 MODES = ("train", "eval")
-TEACHERS = ("denet", "bicubic", "cycle")
 
 
 class ConfigError(ValueError):
     """The config cannot run; the message lists every problem found."""
 
 
-def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
-    """The checkpoints folder stage 2 takes DeNet from: `stage2.denet_checkpoint` (a run's
-    workdir, its stage-1 folder, or that folder's checkpoints/), else this run's
-    W/degradation/checkpoints."""
-    given = config.stage2.denet_checkpoint
-    if not given:
-        return pathlib.Path(workdir) / STAGE1 / "checkpoints"
-    folder = pathlib.Path(given).expanduser()
-    if folder.name == "checkpoints":
-        return folder
-    if (folder / STAGE1 / "checkpoints").is_dir():
-        return folder / STAGE1 / "checkpoints"
-    return folder / "checkpoints"
-
-
-def needs_denet(config: ml_collections.ConfigDict) -> bool:
-    """Stage 2 reads a trained DeNet when it runs with the paper's DeNet pairs."""
-    return STAGE2 in config.stages and config.stage2.teacher == "denet"
-
-
 #: Network sizes that must be positive integers (a zero one fails deep inside the model).
-POSITIVE_SIZES = ("model.sr.features", "model.sr.groups", "model.sr.steps", "model.sr.scale",
+POSITIVE_SIZES = ("model.sr.features", "model.sr.groups", "model.sr.iterations", "model.sr.scale",
                   "model.downsampler.features", "model.downsampler.blocks", "model.discriminator.width",
                   "data.hr_size", "data.lr_size")
 
@@ -64,22 +43,40 @@ def non_positive_sizes(config: ml_collections.ConfigDict) -> list[str]:
             if name in fields and not (isinstance(fields[name], (int, float)) and fields[name] > 0)]
 
 
+def stage_order_problems(names: tuple[str, ...]) -> list[str]:
+    """Problems of `config.stages`: none, unknown or repeated stages, or one listed before a
+    stage it comes after."""
+    if not names:
+        return [f"stages must list some of {stages.names()}, got ()"]
+    problems = []
+    unknown = [n for n in names if n not in stages.names()]
+    if unknown:
+        problems.append(f"stages: unknown {unknown}; the stages are {stages.names()}")
+    if len(set(names)) != len(names):
+        problems.append(f"stages must not repeat a stage, got {names!r}")
+    for name in (n for n in names if n not in unknown):
+        late = [first for first in stages.get(name).after if first in names[names.index(name):]]
+        if late:
+            problems.append(f"stages: {name!r} comes after {late}, got {names!r}")
+    return problems
+
+
 def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, device_count: int) -> None:
     """Raise ConfigError listing every bad value in `config` for a run over `device_count` devices."""
     problems = [*non_finite_numbers(config), *non_positive_sizes(config), *data_problems(config.data)]
     check = problems.append
     if config.mode not in MODES:
         check(f"mode must be one of {MODES}, got {config.mode!r}")
-    stages = tuple(config.stages)
-    if not stages or any(s not in (STAGE1, STAGE2) for s in stages) or list(stages) != sorted(
-            stages, key=(STAGE1, STAGE2).index) or len(set(stages)) != len(stages):
-        check(f"stages must be ({STAGE1!r}, {STAGE2!r}) or one of them, got {stages!r}")
+    problems += stage_order_problems(tuple(config.stages))
     if not non_positive_sizes(config):
         try:
             models.build_sr(config.model), models.build_downsampler(config.model)
         except ValueError as err:
             check(f"model: {err}")
-    for name in ("stage1", "stage2"):
+    for stage_name in config.stages:
+        if stage_name not in stages.names():
+            continue
+        name = stages.get(stage_name).section
         stage = config[name]
         if stage.batch_size <= 0 or stage.batch_size % device_count:
             check(f"{name}.batch_size={stage.batch_size} must be a positive multiple of the "
@@ -94,13 +91,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
         check_all = [k for k, v in weights.items() if v < 0]
         if check_all:
             check(f"{name}: loss weights must be >= 0: {', '.join(f'{k}={weights[k]}' for k in check_all)}")
-    if config.stage2.teacher not in TEACHERS:
-        check(f"stage2.teacher must be one of {TEACHERS}, got {config.stage2.teacher!r}")
-    if needs_denet(config) and STAGE1 not in stages:
-        folder = denet_checkpoints(config, workdir)
-        if checkpointing.latest_step(folder) is None:
-            check(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in {folder}: "
-                  f"set stage2.denet_checkpoint to a stage-1 workdir, or train stage 1 first")
+        problems += stages.get(stage_name).problems(config, workdir)
     opt = config.optimizer
     if opt.learning_rate <= 0 or opt.halve_every_epochs <= 0 or not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1):
         check(f"optimizer: learning_rate and halve_every_epochs must be positive and betas in "
@@ -130,10 +121,10 @@ DATA_STATE_FIELDS = {"global_batch_size": "{stage}.batch_size", "seed": "seed", 
 
 
 def state_layout(config: ml_collections.ConfigDict, stage: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """`checkpointing.layout` of the train state `config` gives `stage` (DeNet frozen into
-    stage 2 for the DeNet teacher), from shapes only: nothing is computed."""
-    nets = Nets.from_config(config.model)
-    return checkpointing.layout(abstract_state(stage, config, nets, make_optimizer(config.optimizer, 1)))
+    """`checkpointing.layout` of the train state `config` gives `stage` (its frozen parameters
+    included), from shapes only: nothing is computed."""
+    spec = stages.step_spec(config, stage, steps_per_epoch=1)
+    return checkpointing.layout(stages.abstract_state(spec, make_optimizer(spec.optimizer, 1)))
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -164,7 +155,7 @@ def _shape_fields(config: ml_collections.ConfigDict, stage: str, arrays: dict, s
     differ between `saved` (config.json) and `now` (`config` as JSON), and change the stage's
     state on their own: `config` with just that field back at its saved value has another
     layout than `arrays` (`config`'s)."""
-    section = "stage1" if stage == STAGE1 else "stage2"
+    section = stages.get(stage).section
     old, new = _flat(saved), _flat(now)
     candidates = sorted(k for k in new if (k.startswith(("model.", f"{section}.")) or k in (
         "data.hr_size", "data.lr_size")) and k in old and old[k] != new[k])
@@ -210,7 +201,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
             saved = json.loads((folder / "config.json").read_text())
         except (OSError, ValueError):
             saved = None
-        section = "stage1" if stage == STAGE1 else "stage2"
+        section = stages.get(stage).section
         for key, name in DATA_STATE_FIELDS.items():
             name = name.format(stage=section)
             old = data_state.get(key) if data_state else _flat(saved or {}).get(name)

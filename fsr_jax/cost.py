@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fsr_jax.steps import Nets, abstract_state, make_optimizer, stage_step
+from fsr_jax import stages
+from fsr_jax.steps import make_optimizer
 
 #: Rough sustained rate of the full-size training step on one x86 CPU core, from this project's
 #: measurements on a 2-core machine (stage 2 at batch 4: 518 GFLOP in 3.9 s; stage 1: 116 GFLOP
@@ -24,15 +25,15 @@ CPU_GFLOPS_PER_CORE = 65.0
 def step_flops(stage: str, config: ml_collections.ConfigDict, batch_size: int) -> float | None:
     """FLOPs of one training step of `stage` on a global batch of `batch_size`; None where XLA
     gives no figure. Lowers on the CPU on abstract values: a few seconds, no memory."""
-    nets = Nets.from_config(config.model)
-    tx = make_optimizer(config.optimizer, steps_per_epoch=1000)
-    state = abstract_state(stage, config, nets, tx)
+    spec = stages.step_spec(config, stage, steps_per_epoch=1000)
+    tx = make_optimizer(spec.optimizer, spec.steps_per_epoch)
+    state = stages.abstract_state(spec, tx)
     cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), state)
-    hr, lr = config.data.hr_size, config.data.lr_size
+    hr, lr = spec.hr_size, spec.lr_size
     batch = {"hr": jax.ShapeDtypeStruct((batch_size, hr, hr, 3), jnp.float32, sharding=cpu),
              "lr": jax.ShapeDtypeStruct((batch_size, lr, lr, 3), jnp.float32, sharding=cpu)}
-    cost = jax.jit(stage_step(stage, config, nets, tx)).lower(state, batch).cost_analysis()
+    cost = jax.jit(stages.get(stage).step(spec, tx)).lower(state, batch).cost_analysis()
     return float(cost["flops"]) if cost and cost.get("flops") else None
 
 

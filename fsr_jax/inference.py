@@ -1,4 +1,5 @@
-"""Super-resolution with a trained run: its SR networks restored from W/teacher_student and
+"""Super-resolution with a trained run: its SR networks restored from W/teacher_student or
+exported weights files (`load_trained_sr`, what every command that runs a trained net uses) and
 applied to uint8 faces in fixed-size batches, the PIL-bicubic baseline, and reading face files.
 
 Imports and runs without TensorFlow or TFDS (accelerator hosts often have neither).
@@ -8,25 +9,26 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from absl import logging
 from PIL import Image
 
 from fsr_jax import checkpointing, models
 from fsr_jax.data import images
-from fsr_jax.steps import STAGE2
+from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT
 
 SR_NETS = ("tnet", "snet")
 
 
 def stage_dir(workdir: str | pathlib.Path) -> pathlib.Path:
     """W/teacher_student: the stage folder holding the SR networks' checkpoints."""
-    return pathlib.Path(workdir).expanduser() / STAGE2
+    return pathlib.Path(workdir).expanduser() / TEACHER_STUDENT.name
 
 
 def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -62,6 +64,96 @@ def load_sr_networks(workdir: str | pathlib.Path, names: tuple[str, ...] = SR_NE
         raise checkpointing.CheckpointError(
             f"checkpoint {step} in {folder} holds none of the networks {list(names)} (it has {list(saved)})")
     return checkpointing.restore_params(folder, present, step)
+
+
+class TrainedSR(NamedTuple):
+    """Trained SR networks ready to run (`load_trained_sr`).
+
+    Attributes:
+      model: the FeedbackSR module of their layout.
+      params: {net: host params}, in the order of the `names` asked for.
+      steps: {net: the checkpoint step its parameters come from}.
+      origins: {net: the workdir or weights file it was read from, as given}.
+      lr_size: the LR face size the networks were trained on.
+    """
+
+    model: models.FeedbackSR
+    params: dict[str, Any]
+    steps: dict[str, int]
+    origins: dict[str, str]
+    lr_size: int
+
+    @property
+    def step(self) -> int | None:
+        """The checkpoint step of every net; None when they come from different steps."""
+        steps = set(self.steps.values())
+        return steps.pop() if len(steps) == 1 else None
+
+    def describe(self, net: str) -> str:
+        """'<net> of <workdir or file> (checkpoint <step>)'."""
+        return f"{net} of {self.origins[net]} (checkpoint {self.steps[net]})"
+
+
+def load_trained_sr(workdir: str | pathlib.Path | None = None, weights: Sequence[str | pathlib.Path] = (),
+                    names: Sequence[str] = SR_NETS, step: int | None = None,
+                    model_config: ml_collections.ConfigDict | None = None,
+                    data_config: Any = None) -> TrainedSR:
+    """The SR networks among `names` of a trained run or of exported weights files (exactly one
+    of `workdir` and `weights`), with the module to run them; no optimizer state is read.
+
+    Args:
+      workdir: a trained run: checkpoint `step` (default: the newest) of W/teacher_student, its
+        module built from the run's config.json. Networks the run lacks (cycle_teacher: no
+        SNet) are left out.
+      weights: files written by `python -m fsr_jax.export`, one network each. Files of a net
+        outside `names` are left out.
+      names: the networks wanted ('tnet', 'snet'); the result keeps their order.
+      step: a checkpoint of `workdir` (weights files hold one step each).
+      model_config: the caller's `model` section. Weights files must match it (model.sr, up to
+        implementation choices) and the module is built from it; a run is always restored into
+        its own model, and a differing `model_config` is logged and ignored.
+      data_config: a mapping with lr_size and hr_size the weights files must match. Without
+        model_config / data_config, every file must match the first one.
+
+    Raises:
+      CheckpointError: naming the folder, when it has no such checkpoint, it is unreadable or
+        holds none of `names`, or naming the file, when the run's config.json is unreadable.
+      WeightsError (a CheckpointError): naming the file, when it is missing, unreadable, does
+        not match, or (no file holding one of `names`) holds another net.
+      ConfigError: two weights files holding the same net.
+      ValueError: both or neither of `workdir` and `weights`, or `step` with `weights`.
+    """
+    if (workdir is None) == (not weights):
+        raise ValueError("load_trained_sr takes a workdir or weights files, not both or neither")
+    if workdir is not None:
+        params, step = load_sr_networks(workdir, tuple(names), step)
+        run = run_config(workdir)
+        if model_config is not None and json.loads(model_config.to_json()) != run.model.to_dict():
+            logging.warning("config.model differs from the run's %s; using the run's", stage_dir(workdir) / "config.json")
+        return TrainedSR(models.build_sr(run.model), params, dict.fromkeys(params, step),
+                         dict.fromkeys(params, str(workdir)), int(run.data.lr_size))
+    if step is not None:
+        raise ValueError(f"step={step} picks a checkpoint of a workdir; a weights file holds one step")
+    from fsr_jax import export  # noqa: PLC0415 (export imports this module)
+
+    model, loaded = None, {}
+    for path in weights:
+        model, params, meta = export.load_weights(path, model_config, data_config)
+        if model_config is None:  # the next files must match this one
+            model_config, data_config = ml_collections.ConfigDict(meta["model"]), meta["data"]
+        if meta["net"] in loaded:
+            # Here only: config_checks imports this module, and the training code.
+            from fsr_jax.config_checks import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"weights files {loaded[meta['net']][0]} and {path} both hold {meta['net']}")
+        loaded[meta["net"]] = (str(path), params, meta)
+    nets = [n for n in names if n in loaded]
+    if not nets:
+        expected = repr(names[0]) if len(names) == 1 else f"one of {list(names)}"
+        raise export.WeightsError("; ".join(f"{path}: net is {net!r} in the file, {expected} expected"
+                                            for net, (path, _, _) in loaded.items()))
+    return TrainedSR(model, {n: loaded[n][1] for n in nets}, {n: loaded[n][2]["step"] for n in nets},
+                     {n: loaded[n][0] for n in nets}, int(loaded[nets[0]][2]["data"]["lr_size"]))
 
 
 @functools.lru_cache(maxsize=8)

@@ -19,11 +19,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, cost, data, losses, observe
+from fsr_jax import checkpointing, config_checks, cost, data, observe, stages
 from fsr_jax.mesh import data_mesh, replicated
+from fsr_jax.stages import StepSpec
 from fsr_jax.stopping import Stopper
-from fsr_jax.steps import (STAGE1, STAGE2, Nets, TrainState, init_state, learning_rate_schedule,
-                           make_optimizer, scan_steps, stage_config, stage_step, synthetic_lr)
+from fsr_jax.steps import TrainState, learning_rate_schedule, make_optimizer, scan_steps
 
 
 #: A progress line at least this often (seconds), whatever `train.log_every` says, so that a slow
@@ -56,110 +56,49 @@ def unstack_metrics(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
     return [{k: float(v[i]) for k, v in metrics.items()} for i in range(count)]
 
 
-def frozen_networks(config: ml_collections.ConfigDict, workdir: str, stage: str) -> dict[str, Any]:
-    """Host parameters a stage uses but does not train: DeNet in stage 2 (paper pairs only)."""
-    if stage != STAGE2 or config.stage2.teacher != "denet":
-        return {}
-    folder = config_checks.denet_checkpoints(config, workdir)
-    params, step = checkpointing.restore_params(folder, ("denet",))
-    logging.info("stage 2 takes DeNet from %s (step %d)", folder, step)
-    return params
-
-
-def preview_fn(stage: str, config: ml_collections.ConfigDict, nets: Nets):
-    """(state, batch) -> {grid name: list of panels (N, S, S, 3) in [0, 1]} for image summaries.
-
-    degradation: HR | bicubic LR | DeNet LR | a real LR. teacher_student, one grid per SR net:
-    its LR input | the T iterations | Canny | DoG | its target (HR for TNet, pseudo-HR for SNet).
-    """
-    count, size = config.train.summary_images, config.data.hr_size
-    scale = config.model.sr.scale
-
-    def panel(images, kind="rgb"):
-        return observe.to_panel(images, size, kind)
-
-    def sr_grid(params, lr, target):
-        outputs, edge_maps = nets.sr.apply({"params": params}, lr, return_edges=True)
-        columns = [panel(lr)] + [panel(o) for o in outputs]
-        columns += [panel(edge_maps[k], kind) for k, kind in (("canny", "binary"), ("dog", "signed"))
-                    if k in edge_maps]
-        return columns + [panel(target)]
-
-    def preview(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, list[jax.Array]]:
-        hr, lr = batch["hr"][:count], batch["lr"][:count]
-        if stage == STAGE1:
-            fake = nets.down.apply({"params": state.nets["denet"].params}, hr)
-            return {"denet": [panel(hr), panel(losses.bicubic_down(hr, scale)), panel(fake), panel(lr)]}
-        tnet = state.nets["tnet"].params
-        teacher_lr = lr if config.stage2.teacher == "cycle" else synthetic_lr(config, nets, state.frozen, hr)
-        grids = {"tnet": sr_grid(tnet, teacher_lr, hr)}
-        if config.stage2.student:
-            pseudo = nets.sr.apply({"params": tnet}, lr)[-1]
-            grids["snet"] = sr_grid(state.nets["snet"].params, lr, pseudo)
-        return grids
-
-    return preview
-
-
-def step_config_key(config: ml_collections.ConfigDict) -> str:
-    """The config sections a stage's compiled functions depend on, as a hashable JSON string."""
-    loop_only = ("batch_size", "epochs", "max_steps", "denet_checkpoint")
-    part = {k: config[k].to_dict() for k in ("model", "optimizer")}
-    for k in ("stage1", "stage2"):
-        part[k] = {key: value for key, value in config[k].items() if key not in loop_only}
-    part["sizes"] = (config.data.hr_size, config.data.lr_size, config.train.summary_images)
-    return json.dumps(part, sort_keys=True, default=list)
-
-
 @functools.lru_cache(maxsize=4)
-def compiled(stage: str, config_key: str, steps_per_epoch: int, mesh):
-    """(nets, optimizer, jitted steps, jitted preview) of a stage, built once per process for a
-    config, so that a rerun in the same process (tests, notebooks) reuses the compilation.
+def compiled(spec: StepSpec, mesh):
+    """(optimizer, jitted steps, jitted preview) of a stage, built once per process for a step
+    spec, so that a rerun in the same process (tests, notebooks, the benchmark) reuses the
+    compilation.
 
     The steps function runs K steps in one call: (state, K stacked batches) -> (state, metrics
-    with a leading K axis); it compiles once per K.
+    with a leading K axis); it compiles once per K. The state is donated.
     """
-    part = json.loads(config_key)
-    config = ml_collections.ConfigDict({k: v for k, v in part.items() if k != "sizes"})
-    hr_size, lr_size, summary_images = part["sizes"]
-    config.data = ml_collections.ConfigDict(dict(hr_size=hr_size, lr_size=lr_size))
-    config.train = ml_collections.ConfigDict(dict(summary_images=summary_images))
-    nets = Nets.from_config(config.model)
-    tx = make_optimizer(config.optimizer, steps_per_epoch)
+    stage = stages.get(spec.stage)
+    tx = make_optimizer(spec.optimizer, spec.steps_per_epoch)
     repl = replicated(mesh)
-    steps = jax.jit(scan_steps(stage_step(stage, config, nets, tx)), donate_argnums=0,
-                    out_shardings=(repl, repl))
-    preview = jax.jit(preview_fn(stage, config, nets), out_shardings=repl)
-    return nets, tx, steps, preview
+    steps = jax.jit(scan_steps(stage.step(spec, tx)), donate_argnums=0, out_shardings=(repl, repl))
+    preview = jax.jit(stage.preview(spec), out_shardings=repl)
+    return tx, steps, preview
 
 
-class Stage:
+class StageRun:
     """One stage's run: its data, state, compiled step, checkpoints and summaries."""
 
     def __init__(self, stage: str, config: ml_collections.ConfigDict, workdir: str, mesh):
         self.name, self.config, self.mesh = stage, config, mesh
-        self.cfg = stage_config(config, stage)
+        self.stage = stages.get(stage)
+        self.cfg = stages.section(config, stage)
         self.dir = pathlib.Path(workdir) / stage
         self.data = data.make_train_iterator(
             config.data, global_batch_size=self.cfg.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         self.steps_per_epoch = self.data.steps_per_epoch
-        self.total_steps = stage_total_steps(config, stage, self.data.order.num_hr)
+        self.total_steps = stages.total_steps(config, stage, self.data.order.num_hr)
         self.lr_schedule = learning_rate_schedule(config.optimizer, self.steps_per_epoch)
         self.primary = jax.process_index() == 0
         self.checkpoints = checkpointing.manager(self.dir / "checkpoints", config.train.keep_checkpoints)
-        self.nets, self.tx, self.steps_fn, self.preview = compiled(
-            stage, step_config_key(config), self.steps_per_epoch, mesh)
+        self.spec = stages.step_spec(config, stage, self.steps_per_epoch)
+        self.tx, self.steps_fn, self.preview = compiled(self.spec, mesh)
 
     def initial_state(self, workdir: str) -> tuple[TrainState, int]:
         """The newest checkpoint's state (and the data position restored), else a fresh one."""
         repl = replicated(self.mesh)
-        frozen = frozen_networks(self.config, workdir, self.name)
-        data_cfg = self.config.data
+        frozen = self.stage.load_frozen(self.config, workdir)
 
         def fresh(frozen_params):
-            return init_state(self.name, self.cfg, self.nets, self.tx, self.config.seed,
-                              data_cfg.hr_size, data_cfg.lr_size, frozen_params)
+            return stages.init_state(self.spec, self.tx, self.config.seed, frozen_params)
 
         if self.checkpoints.latest_step() is None:
             state = jax.jit(fresh, out_shardings=repl)(frozen)
@@ -284,25 +223,19 @@ class Stage:
         return state
 
 
-def stage_total_steps(config: ml_collections.ConfigDict, stage: str, num_hr: int) -> int:
-    """A stage's length: `max_steps`, else its epochs over `num_hr` HR faces in full batches."""
-    cfg = stage_config(config, stage)
-    return cfg.max_steps or cfg.epochs * (num_hr // cfg.batch_size)
-
-
 def steps_left(config: ml_collections.ConfigDict, workdir: str, num_hr: int) -> dict[str, int]:
     """Steps still to train per configured stage (its newest checkpoint read from `workdir`)."""
     left = {}
     for stage in config.stages:
         done = checkpointing.latest_step(pathlib.Path(workdir) / stage / "checkpoints") or 0
-        left[stage] = max(stage_total_steps(config, stage, num_hr) - done, 0)
+        left[stage] = max(stages.total_steps(config, stage, num_hr) - done, 0)
     return left
 
 
-def stage_flops(config: ml_collections.ConfigDict, stages) -> dict[str, float]:
-    """FLOPs per step of each of `stages` at its batch size (stages XLA gives no figure for left out)."""
-    flops = {stage: cost.step_flops(stage, config, stage_config(config, stage).batch_size) for stage in stages}
-    return {stage: f for stage, f in flops.items() if f}
+def stage_flops(config: ml_collections.ConfigDict, names) -> dict[str, float]:
+    """FLOPs per step of each stage of `names` at its batch size (stages XLA gives no figure for left out)."""
+    flops = {name: cost.step_flops(name, config, stages.section(config, name).batch_size) for name in names}
+    return {name: f for name, f in flops.items() if f}
 
 
 def warn_if_cpu_run_is_long(left: dict[str, int], flops: dict[str, float]) -> None:
@@ -331,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: St
     mesh = data_mesh()
     left, flops = None, {}
     for stage in config.stages:
-        runner = Stage(stage, config, workdir, mesh)
+        runner = StageRun(stage, config, workdir, mesh)
         if left is None:
             left = steps_left(config, workdir, runner.data.order.num_hr)
             if sum(1 for n in left.values() if n) > 1 or jax.default_backend() == "cpu":

@@ -99,3 +99,7 @@ def conv_reference(x, kernel, bias, stride, padding):
             patch = x[:, stride * i:stride * i + k, stride * j:stride * j + k]  # (B, k, k, C)
             out[:, i, j] = np.einsum("buvc,uvcf->bf", patch, w)
     return out + np.asarray(bias, np.float64)
+
+
+#: The stages' names, which are also their folders in a workdir.
+STAGE1, STAGE2 = "degradation", "teacher_student"

@@ -3,7 +3,7 @@ import pytest
 
 from configs import smoke
 from fsr_jax import cost
-from fsr_jax.steps import STAGE1, STAGE2
+from helpers import STAGE1, STAGE2
 
 
 @pytest.fixture(scope="module")

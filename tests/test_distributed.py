@@ -13,7 +13,7 @@ import numpy as np
 
 from configs import smoke
 from fsr_jax import checkpointing, train
-from fsr_jax.steps import STAGE1, STAGE2
+from helpers import STAGE1, STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}

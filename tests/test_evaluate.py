@@ -12,7 +12,7 @@ from PIL import Image
 
 from configs import smoke
 from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics
-from fsr_jax.steps import STAGE2
+from helpers import STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EVAL = dict(max_images=4, fid_reference_images=8, batch_size=8)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from configs import smoke
 from fsr_jax import checkpointing, metrics, models, train
-from fsr_jax.steps import STAGE1, STAGE2
+from helpers import STAGE1, STAGE2
 
 
 def logged(workdir, stage, name):

@@ -1,4 +1,5 @@
-"""The stage steps: each loss term by hand, where gradients flow, data parallelism."""
+"""The stages' steps: each loss term by hand, where gradients flow, data parallelism, the
+learning-rate schedule."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,10 +7,11 @@ import optax
 import pytest
 
 from configs import smoke
-from fsr_jax import edges, losses
+from fsr_jax import edges, losses, stages
 from fsr_jax.mesh import batch_sharding, data_mesh, replicated
-from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, scan_steps, stage_step
-from helpers import read_faces
+from fsr_jax.stages import teacher_student
+from fsr_jax.steps import OptimizerSpec, make_optimizer, scan_steps
+from helpers import STAGE1, STAGE2, read_faces
 
 SGD = optax.sgd(1.0)  # params change by exactly -gradient: gradients can be compared
 
@@ -25,18 +27,22 @@ def batch(faces_dir):
             "lr": jnp.asarray(read_faces(faces_dir / "train" / "LOW", 8))}
 
 
-def setup(stage, tx=SGD, canny_impl="jax", zero_init_logit=True, **stage2):
+def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, **stage2):
+    """The StepSpec of `stage` under the smoke config with these changes."""
     config = smoke.get_config()
+    config.model.dtype = dtype
     config.model.sr.canny_impl = canny_impl
     config.model.discriminator.zero_init_logit = zero_init_logit
     config.stage2.update(stage2)
-    nets = Nets.from_config(config.model)
-    frozen = {}
-    if stage == STAGE2 and config.stage2.teacher == "denet":
-        frozen = {"denet": nets.down.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))["params"]}
-    cfg = config.stage1 if stage == STAGE1 else config.stage2
-    state = init_state(stage, cfg, nets, tx, 0, 64, 16, frozen)
-    return config, nets, state, stage_step(stage, config, nets, tx)
+    return stages.step_spec(config, stage, steps_per_epoch=100)
+
+
+def setup(stage, tx=SGD, **changes):
+    """(spec, nets, initial state, step) of `stage`; stage 2's DeNet randomly initialised."""
+    spec = spec_of(stage, **changes)
+    stage_obj = stages.get(stage)
+    state = stages.init_state(spec, tx, 0, stage_obj.init_frozen(spec, jax.random.key(7)))
+    return spec, spec.nets, state, stage_obj.step(spec, tx)
 
 
 def run(fn, *args):
@@ -48,7 +54,7 @@ def apply(module, params, x):
 
 
 def test_stage1_terms_by_hand(batch):
-    config, nets, state, step = setup(STAGE1)
+    _, nets, state, step = setup(STAGE1)
     hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
     p = {k: v.params for k, v in state.nets.items()}
     fake = apply(nets.down, p["denet"], hr)
@@ -62,7 +68,7 @@ def test_stage1_terms_by_hand(batch):
 
 
 def test_stage2_terms_by_hand(batch):
-    config, nets, state, step = setup(STAGE2)
+    _, nets, state, step = setup(STAGE2)
     hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
     p = {k: v.params for k, v in state.nets.items()}
     lr_syn = np.clip(apply(nets.down, state.frozen["denet"], hr), 0, 1)
@@ -94,8 +100,6 @@ def changed(before, after):
 
 
 @pytest.mark.parametrize("weights, moves, stays", [
-    # SNet's losses alone: TNet gets no gradient from them.
-    (dict(teacher_rec_weight=0.0, teacher_adv_weight=0.0), {"snet", "dsnet"}, {"tnet"}),
     # DSNet's adversarial term alone: it reaches DSNet and not SNet.
     (dict(student_rec_weight=0.0, student_adv_weight=0.0, cycle_weight=0.0), {"dsnet"}, {"snet"}),
     # The cycle loss alone trains SNet and DSNet.
@@ -104,19 +108,53 @@ def changed(before, after):
 def test_gradients_flow_only_where_the_design_says(batch, weights, moves, stays):
     # Discriminators with a Kaiming logit layer: a zero one passes no adversarial gradient to
     # the generators in the first step (by design), which would hide the wiring checked here.
-    config, nets, state, step = setup(STAGE2, zero_init_logit=False, **weights)
+    _, _, state, step = setup(STAGE2, zero_init_logit=False, **weights)
     new, _ = jax.jit(step)(state, batch)
     for name in moves:
         assert changed(state.nets[name].params, new.nets[name].params), f"{name} should learn"
     for name in stays:
         assert not changed(state.nets[name].params, new.nets[name].params), f"{name} must get no gradient"
-    assert not changed(state.frozen, new.frozen), "DeNet is frozen in stage 2"
+
+
+def test_tnet_learns_from_its_pairs_alone_not_from_the_student(batch):
+    # The stage's TNet is exactly the teacher-pair update's TNet: nothing the student's update
+    # computes (its losses use TNet's pseudo-HR) reaches TNet.
+    spec, _, state, step = setup(STAGE2, zero_init_logit=False)
+    new, _ = jax.jit(step)(state, batch)
+    alone, _ = jax.jit(lambda s, b: teacher_student.teacher_pair_update(spec, s.nets, s.frozen, b["hr"], SGD))(
+        state, batch)
+    assert changed(state.nets["tnet"].params, new.nets["tnet"].params)
+    for a, b in zip(jax.tree_util.tree_leaves(alone["tnet"]), jax.tree_util.tree_leaves(new.nets["tnet"])):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+    student, _ = teacher_student.student_update(spec, state.nets, batch["hr"], batch["lr"], SGD)
+    assert "tnet" not in student
+
+
+def test_denet_feeds_the_teacher_and_stays_frozen(batch):
+    # Another DeNet gives TNet other pairs, so another update; DeNet itself comes back unchanged
+    # and has no optimizer state.
+    spec, _, state, step = setup(STAGE2)
+    other = state.replace(frozen=teacher_student.STAGE.init_frozen(spec, jax.random.key(8)))
+    new, _ = jax.jit(step)(state, batch)
+    new_other, _ = jax.jit(step)(other, batch)
+    assert changed(new.nets["tnet"].params, new_other.nets["tnet"].params)
+    assert "denet" not in new.nets
+    for a, b in zip(jax.tree_util.tree_leaves(state.frozen), jax.tree_util.tree_leaves(new.frozen)):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+
+
+def test_cycle_teacher_with_a_cycled_student_is_refused_at_trace_time(batch):
+    # Validation refuses this config (test_config_checks); a step built around validation still
+    # does not silently drop the teacher's DSNet update.
+    _, _, state, step = setup(STAGE2, teacher="cycle", student=True, cycle=True)
+    with pytest.raises(ValueError, match=r"both train \['d_ds', 'dsnet'\]"):
+        jax.eval_shape(step, state, batch)
 
 
 def test_cycle_teacher_and_bicubic_pairs_steps_run(batch):
     for teacher, expect in (("cycle", {"cycle/hr", "cycle/lr", "tnet/adv", "dsnet/adv"}),
                             ("bicubic", {"tnet/rec", "snet/rec"})):
-        config, nets, state, step = setup(STAGE2, teacher=teacher, student=teacher != "cycle")
+        _, _, state, step = setup(STAGE2, teacher=teacher, student=teacher != "cycle")
         _, metrics = jax.jit(step)(state, batch)
         assert expect <= set(metrics), teacher
         assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -124,7 +162,7 @@ def test_cycle_teacher_and_bicubic_pairs_steps_run(batch):
 
 @pytest.mark.parametrize("canny_impl", ["jax", "opencv"])
 def test_four_devices_split_the_batch_and_give_the_one_device_gradients(batch, monkeypatch, canny_impl):
-    config, nets, state, step = setup(STAGE2, canny_impl=canny_impl)
+    _, _, state, step = setup(STAGE2, canny_impl=canny_impl)
     calls = []
     original = edges._canny_host
     monkeypatch.setattr(edges, "_canny_host",
@@ -160,13 +198,7 @@ def test_bfloat16_compute_keeps_float32_params_optimizer_state_and_losses(batch)
     """model.dtype=bfloat16: the convolutions run in bf16, while parameters, Adam moments and
     every loss stay float32, and the first step's losses are near float32's."""
     def first_step(dtype):
-        config = smoke.get_config()
-        config.model.dtype = dtype
-        nets = Nets.from_config(config.model)
-        tx = optax.adam(1e-4)
-        frozen = {"denet": nets.down.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))["params"]}
-        state = init_state(STAGE2, config.stage2, nets, tx, 0, 64, 16, frozen)
-        step = stage_step(STAGE2, config, nets, tx)
+        _, _, state, step = setup(STAGE2, tx=optax.adam(1e-4), dtype=dtype)
         conv_dtypes = {str(eqn.invars[0].aval.dtype) for eqn in _equations(jax.make_jaxpr(step)(state, batch).jaxpr)
                        if eqn.primitive.name == "conv_general_dilated"}
         return jax.jit(step)(state, batch), conv_dtypes
@@ -195,7 +227,7 @@ def test_the_device_loop_of_several_steps_equals_the_steps_one_by_one(batch):
     """scan_steps' loop form (accelerators) and unrolled form (CPU) both run K steps in order:
     same parameters (to float rounding: XLA:CPU computes a loop body's convolutions another way)
     and one metric per step."""
-    config, nets, state, step = setup(STAGE1, tx=optax.adam(1e-3))
+    _, _, state, step = setup(STAGE1, tx=optax.adam(1e-3))
     batches = {k: jnp.stack([v, v[::-1]]) for k, v in batch.items()}      # K = 2 different batches
     one_by_one = state
     for i in range(2):
@@ -205,3 +237,18 @@ def test_the_device_loop_of_several_steps_equals_the_steps_one_by_one(batch):
         assert {v.shape for v in metrics.values()} == {(2,)}
         for a, b in zip(jax.tree_util.tree_leaves(one_by_one.nets), jax.tree_util.tree_leaves(new.nets)):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6, err_msg=f"unroll={unroll}")
+
+
+def test_learning_rate_halves_every_ten_epochs_by_default():
+    # The paper: 1e-4, halved every 10 epochs (staircase), as the step count crosses each boundary.
+    tx = make_optimizer(OptimizerSpec.from_config(smoke.get_config().optimizer), steps_per_epoch=3)
+    # Adam's update of a constant gradient g is -lr * sign(g) (to eps): it shows the lr in use.
+    params, grads = jnp.zeros(2), jnp.array([0.5, -2.0])
+    opt_state = tx.init(params)
+    seen = []
+    for _ in range(61):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        seen.append(float(-updates[0]))
+    np.testing.assert_allclose(seen[:30], 1e-4, rtol=1e-4)
+    np.testing.assert_allclose(seen[30:60], 5e-5, rtol=1e-4)
+    np.testing.assert_allclose(seen[60], 2.5e-5, rtol=1e-4)

@@ -13,7 +13,8 @@ import pytest
 
 from configs import smoke
 from fsr_jax import checkpointing, config_checks, data, losses, observe, train
-from fsr_jax.steps import STAGE1, STAGE2
+from fsr_jax.stages import teacher_student
+from helpers import STAGE1, STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALL_NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
@@ -235,9 +236,9 @@ def test_denet_checkpoint_accepts_a_run_its_stage_folder_or_its_checkpoints(tmp_
     config = smoke.get_config()
     for given in (run, run / STAGE1, run / STAGE1 / "checkpoints"):
         config.stage2.denet_checkpoint = str(given)
-        assert config_checks.denet_checkpoints(config, tmp_path / "new") == run / STAGE1 / "checkpoints"
+        assert teacher_student.denet_checkpoints(config, tmp_path / "new") == run / STAGE1 / "checkpoints"
     config.stage2.denet_checkpoint = ""
-    assert config_checks.denet_checkpoints(config, tmp_path / "new") == tmp_path / "new" / STAGE1 / "checkpoints"
+    assert teacher_student.denet_checkpoints(config, tmp_path / "new") == tmp_path / "new" / STAGE1 / "checkpoints"
 
 
 def test_a_signal_before_training_ends_the_job_at_once_with_one_line(tmp_path, tfds_dir, subprocess_env):
