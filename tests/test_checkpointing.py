@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from fsr_jax import checkpointing, config_checks, inference, observe, train
-from fsr_jax.steps import STAGE1, STAGE2, Nets, init_state, make_optimizer
+from fsr_jax import checkpointing, config_checks, inference, observe, stages, train
+from fsr_jax.steps import make_optimizer
+from helpers import STAGE1, STAGE2
 
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
 
@@ -239,8 +240,8 @@ def test_an_intact_checkpoint_of_other_shapes_is_not_taken_for_damage(tmp_path, 
     shutil.copytree(stage1_runs / "four" / STAGE1 / "checkpoints", folder)
     config = smoke.get_config()
     config.model.downsampler.features = 16
-    nets, tx = Nets.from_config(config.model), make_optimizer(config.optimizer, 1)
-    abstract = jax.eval_shape(lambda: init_state(STAGE1, config.stage1, nets, tx, 0, 64, 16, {}))
+    spec = stages.step_spec(config, STAGE1, steps_per_epoch=1)
+    abstract = stages.abstract_state(spec, make_optimizer(spec.optimizer, 1))
     before = snapshot(folder)
     with pytest.raises(checkpointing.ShapeMismatchError,
                        match=f"checkpoint 4 at {folder / '4'} holds networks of other shapes than the config's"):

@@ -32,3 +32,29 @@ def test_each_bad_value_is_one_line_naming_the_field(fields, line):
 def test_every_problem_is_listed_at_once():
     lines = problems_of(model__sr__features=0, optimizer__learning_rate=float("nan"), data__on_wrong_size="x")
     assert len(lines) == 3
+
+
+@pytest.mark.parametrize("stages, line", [
+    (("degradation", "upscaling"),
+     "stages: unknown ['upscaling']; the stages are ('degradation', 'teacher_student')"),
+    (("teacher_student", "degradation"),
+     "stages: 'teacher_student' comes after ['degradation'], got ('teacher_student', 'degradation')"),
+    (("degradation", "degradation"), "stages must not repeat a stage, got ('degradation', 'degradation')"),
+])
+def test_stages_are_known_in_order_and_once(stages, line):
+    config = smoke.get_config()
+    config.stages = stages
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.validate(config, "/nonexistent/workdir", 1)
+    assert f"  - {line}" in str(err.value).splitlines()
+
+
+def test_a_cycle_teacher_with_a_cycled_student_is_refused():
+    # Both would train DSNet in the same step; the teacher's update would be lost.
+    (line,) = problems_of(stage2__teacher="cycle", stage2__student=True, stage2__cycle=True)
+    assert line.startswith("  - stage2.teacher='cycle' with stage2.student=True and stage2.cycle=True")
+    for fields in (dict(stage2__student=False), dict(stage2__cycle=False)):
+        config = smoke.get_config()
+        config.stage2.teacher = "cycle"
+        config.stage2.update({k.split("__")[1]: v for k, v in fields.items()})
+        config_checks.validate(config, "/nonexistent/workdir", 1)

@@ -157,24 +157,18 @@ def _model_config(small: bool, dtype: str, projection: str = "dense", edges=None
     return config
 
 
-def _config_key(config) -> str:
-    """The config sections a training step depends on, as JSON: the key of the caches below."""
-    return json.dumps({k: config[k].to_dict() for k in ("model", "optimizer", "stage1", "stage2")},
-                      sort_keys=True)
-
-
-def _config_from_key(key: str):
-    """The ConfigDict of a `_config_key` (tuples come back as lists)."""
-    import ml_collections
-
-    return ml_collections.ConfigDict(json.loads(key))
-
-
 def _stage_name(stage: int) -> str:
-    """1 -> 'degradation', 2 -> 'teacher_student' (fsr_jax.steps' names)."""
-    from fsr_jax.steps import STAGE1, STAGE2
+    """1 -> 'degradation', 2 -> 'teacher_student' (the stages' names in fsr_jax.stages)."""
+    from fsr_jax.stages import degradation, teacher_student
 
-    return {1: STAGE1, 2: STAGE2}[stage]
+    return {1: degradation.STAGE.name, 2: teacher_student.STAGE.name}[stage]
+
+
+def _spec(config, stage: int):
+    """The StepSpec training builds for `stage` under `config` (an epoch of 1,000 steps)."""
+    from fsr_jax import stages
+
+    return stages.step_spec(config, _stage_name(stage), steps_per_epoch=1000)
 
 
 def _mesh(batch_size: int):
@@ -230,47 +224,37 @@ def _face_batches(steps_per_call: int, batch_size: int, mesh) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _initial_state(stage: int, config_key: str):
-    """(Nets, optimizer, initial TrainState replicated over the data mesh) of a stage, built once
-    per config; stage 2's frozen DeNet is randomly initialised like the rest."""
+def _initial_state(spec):
+    """The initial TrainState of a stage's `spec` replicated over the data mesh, built once per
+    spec; stage 2's frozen DeNet is randomly initialised like the rest."""
     import jax
-    import jax.numpy as jnp
 
+    from fsr_jax import stages, train
     from fsr_jax.mesh import data_mesh, replicated
-    from fsr_jax.steps import Nets, init_state, make_optimizer
 
-    config = _config_from_key(config_key)
-    nets = Nets.from_config(config.model)
-    tx = make_optimizer(config.optimizer, steps_per_epoch=1000)
-    stage_cfg, frozen = config.stage1, None
-    if stage == 2:
-        stage_cfg = config.stage2
-        frozen = {"denet": nets.down.init(jax.random.key(1), jnp.zeros((1, *FACE_SHAPES["hr"])))["params"]}
-    state = init_state(_stage_name(stage), stage_cfg, nets, tx, 0, 64, 16, frozen)
-    return nets, tx, jax.device_put(state, replicated(data_mesh()))
+    mesh = data_mesh()
+    tx, _, _ = train.compiled(spec, mesh)
+    frozen = stages.get(spec.stage).init_frozen(spec, jax.random.key(1))
+    return jax.device_put(stages.init_state(spec, tx, 0, frozen), replicated(mesh))
 
 
 @functools.lru_cache(maxsize=None)
-def _train_program(stage: int, config_key: str, batch_size: int, steps_per_call: int):
+def _train_program(spec, batch_size: int, steps_per_call: int):
     """(compiled call (state, K stacked batches) -> (state, metrics) running K =
-    `steps_per_call` steps by `scan_steps` as training runs them (unrolled on CPU, a device
-    loop elsewhere), state donated; seconds to trace and compile it)."""
+    `steps_per_call` steps, from the training loop's own jitted function (`train.compiled`:
+    unrolled on CPU, a device loop elsewhere, state donated); seconds to lower and compile it)."""
     import jax
 
-    from fsr_jax.mesh import replicated
-    from fsr_jax.steps import scan_steps, stage_step
+    from fsr_jax import train
 
-    nets, tx, state = _initial_state(stage, config_key)
     mesh = _mesh(batch_size)
-    repl = replicated(mesh)
+    _, steps, _ = train.compiled(spec, mesh)
     batches = {name: jax.ShapeDtypeStruct((steps_per_call, batch_size, *shape), "float32",
                                           sharding=_stacked_sharding(mesh))
                for name, shape in FACE_SHAPES.items()}
-    step = stage_step(_stage_name(stage), _config_from_key(config_key), nets, tx)
-    call = scan_steps(step)
     start = time.perf_counter()
     with jax.set_mesh(mesh):
-        compiled = jax.jit(call, donate_argnums=0, out_shardings=(repl, repl)).lower(state, batches).compile()
+        compiled = steps.lower(_initial_state(spec), batches).compile()
     return compiled, time.perf_counter() - start
 
 
@@ -284,9 +268,9 @@ def measure_train(config, stage: int, batch_size: int, steps_per_call: int, call
     import jax.numpy as jnp
 
     mesh = _mesh(batch_size)
-    key = _config_key(config)
-    compiled, compile_s = _train_program(stage, key, batch_size, steps_per_call)
-    state = jax.tree.map(jnp.copy, _initial_state(stage, key)[2])
+    spec = _spec(config, stage)
+    compiled, compile_s = _train_program(spec, batch_size, steps_per_call)
+    state = jax.tree.map(jnp.copy, _initial_state(spec))
     batches = _face_batches(steps_per_call, batch_size, mesh)
 
     def advance():
@@ -396,17 +380,15 @@ def schedule_benchmark(args: flags.FlagValues) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _sr_params(config_key: str):
-    """(SNet module, its random parameters replicated over the data mesh), once per config."""
+def _sr_params(net):
+    """Random parameters of the SR module `net`, replicated over the data mesh, once per module."""
     import jax
     import jax.numpy as jnp
 
-    from fsr_jax import models
     from fsr_jax.mesh import data_mesh, replicated
 
-    net = models.build_sr(_config_from_key(config_key).model)
     params = net.init(jax.random.key(1), jnp.zeros((1, *FACE_SHAPES["lr"])))
-    return net, jax.device_put(params, replicated(data_mesh()))
+    return jax.device_put(params, replicated(data_mesh()))
 
 
 def measure_infer(config, batch_size: int, steps: int, warmup: int) -> dict:
@@ -414,10 +396,12 @@ def measure_infer(config, batch_size: int, steps: int, warmup: int) -> dict:
     faces_per_s (64x64 outputs of the last iteration) and compile_s."""
     import jax
 
+    from fsr_jax import models
     from fsr_jax.mesh import batch_sharding
 
     mesh = _mesh(batch_size)
-    net, params = _sr_params(_config_key(config))
+    net = models.build_sr(config.model)
+    params = _sr_params(net)
     lr = jax.device_put(jax.random.uniform(jax.random.key(0), (batch_size, *FACE_SHAPES["lr"])),
                         batch_sharding(mesh))
     start = time.perf_counter()

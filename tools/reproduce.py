@@ -93,15 +93,15 @@ def build_config(fv: flags.FlagValues, argv: list[str]):
 
 
 def stage_total_steps(config, stage: str) -> int:
-    """Steps a stage trains for: max_steps, else epochs x full batches in the HR set."""
+    """Steps a stage trains for, as training counts them (max_steps, else epochs x full batches
+    in the HR set)."""
+    from fsr_jax import stages  # noqa: PLC0415
     from fsr_jax.data import datasets  # noqa: PLC0415
-    from fsr_jax.steps import STAGE1  # noqa: PLC0415
 
-    cfg = config.stage1 if stage == STAGE1 else config.stage2
-    if cfg.max_steps:
-        return cfg.max_steps
+    if stages.section(config, stage).max_steps:
+        return stages.total_steps(config, stage, num_hr=0)
     faces = len(datasets.train_builders(config.data)[0].as_data_source("train"))
-    return cfg.epochs * (faces // cfg.batch_size)
+    return stages.total_steps(config, stage, faces)
 
 
 def check_metric_weights() -> None:
@@ -285,13 +285,13 @@ def run(argv: list[str], fv: flags.FlagValues) -> int:
 
     from fsr_jax import checkpointing, config_checks, metrics, observe, train  # noqa: PLC0415
     from fsr_jax.data.images import DataError  # noqa: PLC0415
-    from fsr_jax.steps import STAGE2  # noqa: PLC0415
+    from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT  # noqa: PLC0415
 
     observe.quiet_library_logs()
     try:
         config, eval_extra = build_config(fv, argv)
-        if STAGE2 not in config.stages:
-            raise config_checks.ConfigError(f"the recipe evaluates TNet and SNet, which stage {STAGE2!r} "
+        if TEACHER_STUDENT.name not in config.stages:
+            raise config_checks.ConfigError(f"the recipe evaluates TNet and SNet, which stage {TEACHER_STUDENT.name!r} "
                                             f"trains; the config's stages are {list(config.stages)}")
         config_checks.validate(config, fv.workdir, jax.device_count())
         config_checks.validate_eval(config)
