@@ -1,15 +1,23 @@
-"""Edge priors of the SR nets: Canny and Difference of Gaussians.
+"""Edge priors of the SR nets: Canny and Difference of Gaussians, and their registry `PRIORS`.
 
 Both map RGB images (B, H, W, 3) float in [0, 1] to one-channel edge maps (B, H, W, 1) float32
 and stop gradients: the paper computes them with OpenCV, outside the autodiff graph. Canny has
 two implementations: `jax` (the default, on the device, integer arithmetic that reproduces
 `cv2.Canny` step by step) and `opencv` (`cv2.Canny` itself through a host callback, the
 reference). DoG is jnp, equal to OpenCV's Gaussian blurs to float rounding.
+
+`PRIORS` maps each prior's name (what `model.sr.edges` lists) to an `EdgePrior`: its function,
+the `model.sr` config fields it reads with their defaults, and how previews draw it. Registering
+an entry (`register_prior`) is all a new prior needs: the model config, FeedbackSR and the
+previews read the registry.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import cv2
 import jax
@@ -232,3 +240,108 @@ def dog(images: jax.Array, sigmas: tuple[float, float] = (1.0, 1.6)) -> jax.Arra
     grey = rgb @ jnp.asarray(GREY_WEIGHTS, jnp.float32)
     fine, coarse = sigmas
     return (gaussian_blur(grey, fine) - gaussian_blur(grey, coarse))[..., None]
+
+
+#: How a preview draws a prior's map: 'binary' (a {0, 1} map as black / white) or 'signed'
+#: (a map of either sign, zero as mid-grey).
+PANELS = ("binary", "signed")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EdgePrior:
+    """One edge prior an SR iteration can be fed.
+
+    fn(images, **fields): (B, H, W, 3) float32 SR image, about [0, 1] (unclipped) ->
+    (B, H, W, 1) float32 map, gradient stopped, called with every field of `fields` by name.
+    """
+
+    #: The map; keyword arguments named as `fields`.
+    fn: Callable[..., jax.Array]
+    #: The `model.sr` config fields fn reads, in order, with their defaults (the paper's, or
+    #: a Decision where the paper gives none). Names are global to `model.sr`: prefix them with
+    #: the prior's name.
+    fields: Mapping[str, Any]
+    #: How a preview draws the map: one of PANELS.
+    panel: str
+    #: Fields that only choose among implementations of the same map (same result, the caller's
+    #: choice when loading exported weights, like the computation dtype).
+    implementation_fields: tuple[str, ...] = ()
+    #: check(**fields) raises ValueError naming a field whose value fn cannot use; or None.
+    check: Callable[..., None] | None = None
+
+    def __post_init__(self):
+        if self.panel not in PANELS:
+            raise ValueError(f"an edge prior's panel must be one of {PANELS}, got {self.panel!r}")
+        object.__setattr__(self, "fields", dict(self.fields))
+        unknown = [name for name in self.implementation_fields if name not in self.fields]
+        if unknown:
+            raise ValueError(f"implementation_fields {unknown} are not among the fields {list(self.fields)}")
+
+
+#: The registered edge priors by name, in registration order (canny, dog).
+PRIORS: dict[str, EdgePrior] = {}
+
+
+def register_prior(name: str, prior: EdgePrior) -> EdgePrior:
+    """Add `prior` to PRIORS under `name`; refuses a taken name or a field another prior reads.
+
+    (Remove one with `PRIORS.pop(name)`.)
+    """
+    if name in PRIORS:
+        raise ValueError(f"edge prior {name!r} is already registered")
+    owners = {field: other for other, entry in PRIORS.items() for field in entry.fields}
+    shared = {field: owners[field] for field in prior.fields if field in owners}
+    if shared:
+        raise ValueError(f"edge prior {name!r}: config fields already read by other priors: {shared}")
+    PRIORS[name] = prior
+    return prior
+
+
+def unknown_priors(names) -> list[str]:
+    """The names among `names` that are not registered, in order."""
+    return [name for name in names if name not in PRIORS]
+
+
+def prior_defaults() -> dict[str, Any]:
+    """{field: default} of every registered prior's config fields, in registration order."""
+    return {field: value for prior in PRIORS.values() for field, value in prior.fields.items()}
+
+
+def implementation_fields() -> tuple[str, ...]:
+    """Every registered prior's implementation_fields."""
+    return tuple(field for prior in PRIORS.values() for field in prior.implementation_fields)
+
+
+def _canny_prior(images: jax.Array, canny_thresholds: tuple[float, float], canny_impl: str) -> jax.Array:
+    return canny(images, *canny_thresholds, impl=canny_impl)
+
+
+def _check_canny(canny_thresholds, canny_impl) -> None:
+    if canny_impl not in CANNY_IMPLS:
+        raise ValueError(f"canny_impl must be one of {CANNY_IMPLS}, got {canny_impl!r}")
+    if len(tuple(canny_thresholds)) != 2:
+        raise ValueError(f"canny_thresholds must be (low, high), got {canny_thresholds!r}")
+
+
+def _dog_prior(images: jax.Array, dog_sigmas: tuple[float, float]) -> jax.Array:
+    return dog(images, dog_sigmas)
+
+
+def _check_dog(dog_sigmas) -> None:
+    sigmas = tuple(dog_sigmas)
+    if len(sigmas) != 2 or not all(s > 0 for s in sigmas):
+        raise ValueError(f"dog_sigmas must be two positive sigmas (fine, coarse), got {dog_sigmas!r}")
+
+
+register_prior("canny", EdgePrior(
+    _canny_prior,
+    # Hysteresis thresholds on 0..255 grey; Decision: OpenCV's usual 50/150 (paper: none).
+    # 'jax': Canny on the device, pixel-equal to cv2.Canny (fast, allows several training steps
+    # per call); 'opencv': cv2.Canny through a host callback (the reference).
+    fields={"canny_thresholds": (50.0, 150.0), "canny_impl": "jax"},
+    panel="binary", implementation_fields=("canny_impl",), check=_check_canny))
+register_prior("dog", EdgePrior(
+    _dog_prior,
+    # Decision: sigmas 1.0 and 1.6, the usual ratio approximating the LoG.
+    fields={"dog_sigmas": (1.0, 1.6)},
+    panel="signed", check=_check_dog))

@@ -33,14 +33,14 @@ from absl import flags
 from flax import serialization, traverse_util
 
 import fsr_jax
-from fsr_jax import checkpointing, cli, inference, models
+from fsr_jax import checkpointing, cli, edges, inference, models
 
 FORMAT = "fsr_jax-weights/1"
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 # model.sr fields that choose among implementations of the same function with the same
 # parameters (tested equal in tests/test_models.py and tests/test_edges.py): the caller's
 # choice, like model.dtype (the computation dtype). Every other model.sr field must match.
-IMPLEMENTATION_FIELDS = ("projection", "canny_impl")
+IMPLEMENTATION_FIELDS = ("projection",) + edges.implementation_fields()
 META_KEYS = ("net", "step", "dtype", "model", "data", "params_sha256")
 
 
@@ -202,8 +202,11 @@ def load_weights(path: str | pathlib.Path, model_config: Any = None, data_config
     if net is not None and meta["net"] != net:
         problems.append(f"net is {meta['net']!r} in the file, {net!r} expected")
     if model_config is not None:
-        expected = _plain(model_config)
-        problems += _differences("model.sr", meta["model"].get("sr", {}), expected["sr"], IMPLEMENTATION_FIELDS)
+        try:  # both in today's field names (files of an older fsr_jax hold older ones)
+            expected, in_file = (_plain(models.upgrade_config(c)) for c in (model_config, meta["model"]))
+        except ValueError as err:
+            raise WeightsError(f"{path}: {err}") from err
+        problems += _differences("model.sr", in_file.get("sr", {}), expected["sr"], IMPLEMENTATION_FIELDS)
     if data_config is not None:
         problems += _differences("data", meta["data"], _sizes(data_config))
     if problems:

@@ -1,5 +1,5 @@
 """Canny (both implementations) and DoG against OpenCV, eagerly and under jit, vmap, a 4-device
-shard_map, grad and lax.scan."""
+shard_map, grad and lax.scan; the prior registry `edges.PRIORS` with a prior registered here."""
 import cv2
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from fsr_jax import edges, models
 from fsr_jax.mesh import DATA_AXIS, batch_sharding, data_mesh
 from helpers import read_faces
 
-SMALL_SR = dict(features=8, groups=2, steps=3)
+SMALL_SR = dict(features=8, groups=2, iterations=3)
 
 
 def opencv_canny(images: np.ndarray, low=50, high=150) -> np.ndarray:
@@ -146,7 +146,7 @@ def test_canny_impl_is_checked(faces):
     with pytest.raises(ValueError, match="Canny impl must be one of"):
         edges.canny(faces, impl="cv3")
     with pytest.raises(ValueError, match="canny_impl must be one of"):
-        models.FeedbackSR(canny_impl="cuda")
+        models.FeedbackSR(prior_fields={"canny_impl": "cuda"})
 
 
 def test_opencv_canny_equals_opencv_eager_jit_and_vmap(faces):
@@ -201,3 +201,64 @@ def test_edges_stop_gradients(faces):
         grad = jax.grad(lambda im: jnp.sum(op(im) * im[..., :1]))(x)
         assert np.all(np.asarray(grad)[..., 1:] == 0), op.__name__
 
+
+
+def test_the_paper_priors_are_registered_with_their_fields_and_panels():
+    assert list(edges.PRIORS) == ["canny", "dog"]
+    assert {name: (dict(p.fields), p.panel) for name, p in edges.PRIORS.items()} == {
+        "canny": ({"canny_thresholds": (50.0, 150.0), "canny_impl": "jax"}, "binary"),
+        "dog": ({"dog_sigmas": (1.0, 1.6)}, "signed")}
+    assert edges.implementation_fields() == ("canny_impl",)
+    sr = models.default_config().sr
+    assert {name: sr[name] for name in edges.prior_defaults()} == edges.prior_defaults()
+    assert tuple(sr.edges) == ("canny", "dog") and sr.iterations == 3
+
+
+def sobel_magnitude(images, sobel_gain):
+    """A toy prior: `sobel_gain` times the L1 Sobel magnitude of the channel mean (float32)."""
+    grey = jnp.round(255.0 * jnp.mean(jax.lax.stop_gradient(images), -1))
+    dx, dy = edges.sobel(grey.astype(jnp.int32))
+    return (sobel_gain * (jnp.abs(dx) + jnp.abs(dy)) / 1020.0)[..., None].astype(jnp.float32)
+
+
+@pytest.fixture
+def toy_prior():
+    """'sobel' registered (field `sobel_gain`, default 1.0) for one test, then removed."""
+    prior = edges.register_prior("sobel", edges.EdgePrior(sobel_magnitude, {"sobel_gain": 1.0}, "signed"))
+    yield prior
+    edges.PRIORS.pop("sobel")
+
+
+def test_a_registered_prior_reaches_iteration_2_by_name(toy_prior):
+    lr = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 3)), jnp.float32)
+    with pytest.raises(ValueError, match=r"unknown \['sobl'\]; known \['canny', 'dog', 'sobel'\]"):
+        models.FeedbackSR(**SMALL_SR, edges=("sobl",))
+    config = models.default_config()
+    assert config.sr.sobel_gain == 1.0 and edges.PRIORS["sobel"].panel == "signed"
+    config.sr.update(features=8, groups=2, edges=("sobel", "dog"), sobel_gain=2.0)
+    net = models.build_sr(config)
+    assert net.prior_field("sobel_gain") == 2.0
+    variables = net.init(jax.random.key(0), lr)
+    outputs, maps = net.apply(variables, lr, return_edges=True)
+    assert list(maps) == ["sobel", "dog"]
+    np.testing.assert_array_equal(np.asarray(maps["sobel"]), np.asarray(sobel_magnitude(outputs[0], 2.0)))
+    assert float(jnp.max(maps["sobel"])) > 0.05
+    np.testing.assert_allclose(np.asarray(maps["dog"]), np.asarray(edges.dog(outputs[1])), atol=1e-7)
+    zero = net.clone(edges=())
+    zero_outputs, zero_maps = zero.apply(variables, lr, return_edges=True)
+    assert zero_maps == {}
+    np.testing.assert_array_equal(np.asarray(outputs[0]), np.asarray(zero_outputs[0]))
+    assert float(jnp.max(jnp.abs(outputs[1] - zero_outputs[1]))) > 1e-4, "the prior must reach iteration 2"
+    halved = net.clone(prior_fields={**dict(net.prior_fields), "sobel_gain": 1.0}).apply(variables, lr)
+    assert float(jnp.max(jnp.abs(halved[1] - outputs[1]))) > 1e-4, "iteration 2 must follow sobel_gain"
+
+
+def test_registering_refuses_taken_names_shared_fields_and_unknown_panels(toy_prior):
+    toy = edges.EdgePrior(sobel_magnitude, {"sobel_gain": 1.0}, "signed")
+    with pytest.raises(ValueError, match="'sobel' is already registered"):
+        edges.register_prior("sobel", toy)
+    with pytest.raises(ValueError, match="already read by other priors"):
+        edges.register_prior("sobel2", toy)
+    with pytest.raises(ValueError, match="panel must be one of"):
+        edges.EdgePrior(sobel_magnitude, {"sobel_gain": 1.0}, "rgb")
+    assert list(edges.PRIORS) == ["canny", "dog", "sobel"]

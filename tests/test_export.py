@@ -90,7 +90,31 @@ def test_a_file_of_another_layout_or_net_is_refused_naming_the_file_and_fields(e
     config.model.update(dtype="bfloat16")
     config.model.sr.update(canny_impl="opencv", projection="transpose")
     model, _, _ = export.load_weights(path, config.model, config.data)
-    assert (model.canny_impl, model.projection) == ("opencv", "transpose")
+    assert (model.prior_field("canny_impl"), model.projection) == ("opencv", "transpose")
+
+
+def test_a_file_of_an_older_fsr_jax_loads_under_todays_config(tmp_path):
+    """Files whose model section has `sr.steps` (the name before `sr.iterations`) and
+    `discriminator.spectral_norm: false` match today's config and build the same network."""
+    import jax
+    import jax.numpy as jnp
+
+    config = smoke.get_config()
+    model = models.build_sr(config.model)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
+    old = json.loads(config.model.to_json())
+    old["sr"]["steps"] = old["sr"].pop("iterations")
+    old["discriminator"]["spectral_norm"] = False
+    path = tmp_path / "old.msgpack"
+    export.save_weights(path, "snet", params, old, config.data, step=7)
+    for expected in (config.model, None):
+        loaded, _, meta = export.load_weights(path, expected, config.data, net="snet")
+        assert loaded == model and meta["model"]["sr"]["steps"] == 3
+    config.model.sr.iterations = 2
+    config.model.sr.edges = ("canny",)
+    with pytest.raises(export.WeightsError, match=r"model\.sr\.edges is .* model\.sr\.iterations is 3 in the "
+                       r"file, 2 in the config"):
+        export.load_weights(path, config.model, config.data)
 
 
 def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(exported, smoke_run, tmp_path):

@@ -1,7 +1,10 @@
 """The networks: exact sizes, equation (1), the wiring of the edge priors, gradients."""
+import json
+
 import cv2
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -11,7 +14,7 @@ from fsr_jax.models import Downsampler, FeedbackSR, LightCNN
 from fsr_jax.models.layers import bilinear_upsample
 from helpers import conv_reference, conv_transpose_reference, read_faces
 
-SMALL_SR = dict(features=8, groups=2, steps=3)
+SMALL_SR = dict(features=8, groups=2, iterations=3)
 
 
 def count(params) -> int:
@@ -170,9 +173,13 @@ def test_every_projection_form_equals_a_numpy_loop(scale, size, channels, featur
         if layer is UpProjection:
             reference = conv_transpose_reference(x, kernel[::-1, ::-1], bias, scale, 2)
             assert reference.shape == (2, size * scale, size * scale, features)
+            mirrored = conv_transpose_reference(x, kernel, bias, scale, 2)
         else:
             reference = conv_reference(x, kernel, bias, scale, 2)
             assert reference.shape == (2, size, size, features)
+            mirrored = conv_reference(x, kernel[::-1, ::-1], bias, scale, 2)
+        # The comparison tells the kernel's orientation apart (a flipped kernel would fail it).
+        assert np.abs(mirrored - reference).max() > 0.1, layer.__name__
         for impl in PROJECTION_IMPLS:
             out = np.asarray(jax.jit(layer(features, scale, impl).apply)(params, x))
             np.testing.assert_allclose(out, reference, atol=1e-5, rtol=1e-5, err_msg=f"{layer.__name__} {impl}")
@@ -212,8 +219,8 @@ def _outputs(lr, **fields):
 
 def test_priors_change_only_the_iterations_they_feed(lr_faces):
     base = _outputs(lr_faces)
-    other_canny = _outputs(lr_faces, canny_thresholds=(10.0, 40.0))
-    other_dog = _outputs(lr_faces, dog_sigmas=(0.6, 3.0))
+    other_canny = _outputs(lr_faces, prior_fields={"canny_thresholds": (10.0, 40.0)})
+    other_dog = _outputs(lr_faces, prior_fields={"dog_sigmas": (0.6, 3.0)})
     np.testing.assert_array_equal(other_canny[0], base[0])
     assert np.abs(other_canny[1] - base[1]).max() > 1e-4, "iteration 2 must follow the Canny thresholds"
     np.testing.assert_array_equal(other_dog[0], base[0])
@@ -223,11 +230,11 @@ def test_priors_change_only_the_iterations_they_feed(lr_faces):
 
 def test_without_edges_thresholds_and_sigmas_do_nothing(lr_faces):
     base = _outputs(lr_faces, edges=())
-    varied = _outputs(lr_faces, edges=(), canny_thresholds=(10.0, 40.0), dog_sigmas=(0.6, 3.0))
+    varied = _outputs(lr_faces, edges=(), prior_fields={"canny_thresholds": (10.0, 40.0), "dog_sigmas": (0.6, 3.0)})
     for a, b in zip(base, varied):
         np.testing.assert_array_equal(a, b)
     canny_only = _outputs(lr_faces, edges=("canny",))
-    canny_only_sigmas = _outputs(lr_faces, edges=("canny",), dog_sigmas=(0.6, 3.0))
+    canny_only_sigmas = _outputs(lr_faces, edges=("canny",), prior_fields={"dog_sigmas": (0.6, 3.0)})
     np.testing.assert_array_equal(canny_only[2], canny_only_sigmas[2])
     assert np.abs(canny_only[1] - base[1]).max() > 1e-4, "the Canny prior must reach iteration 2"
 
@@ -277,22 +284,62 @@ def test_small_models_map_shapes(hr_faces, lr_faces):
         assert LightCNN(width=0.125).init_with_output(jax.random.key(0), x)[0].shape == (x.shape[0], 1)
 
 
-def test_spectral_norm_discriminator_keeps_its_parameters(hr_faces):
-    plain = LightCNN(width=0.125).init(jax.random.key(0), hr_faces)
-    normed = LightCNN(width=0.125, spectral_norm=True).init(jax.random.key(0), hr_faces)
-    assert count(normed["params"]) == count(plain["params"])
-    assert "batch_stats" in normed
+def _saved_model_section(cfg) -> dict:
+    """A `model` config section as an older fsr_jax saved it in config.json: the SR iteration
+    count as `sr.steps`, `discriminator.spectral_norm` present, tuples as lists."""
+    saved = json.loads(cfg.to_json())
+    saved["sr"]["steps"] = saved["sr"].pop("iterations")
+    saved["discriminator"]["spectral_norm"] = False
+    return saved
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("edges", ("dog",), "edges must be"),
-    ("projection", "fft", "projection must be"),
-    ("scale", 8, "scale must be"),
-    ("steps", 0, "steps must be"),
+def test_model_sections_of_older_runs_build_the_same_networks():
+    cfg = models.default_config()
+    cfg.sr.update(features=8, groups=2, edges=("canny",), canny_thresholds=(20.0, 60.0))
+    cfg.discriminator.width = 0.125
+    saved = _saved_model_section(cfg)
+    del saved["sr"]["canny_impl"]               # saved before the field existed: its default
+    old = ml_collections.ConfigDict(saved)
+    assert models.build_sr(old) == models.build_sr(cfg)
+    assert hash(models.build_sr(old)) == hash(models.build_sr(cfg))
+    assert models.build_discriminator(old) == models.build_discriminator(cfg)
+    upgraded = models.upgrade_config(_saved_model_section(cfg))
+    assert upgraded.to_dict() == json.loads(cfg.to_json())
+    saved["discriminator"]["spectral_norm"] = True
+    for refuse in (models.build_discriminator, models.upgrade_config):
+        with pytest.raises(ValueError, match="spectral_norm is no longer supported"):
+            refuse(ml_collections.ConfigDict(saved))
+
+
+def test_discriminator_has_the_lightcnn9_parameter_names(hr_faces):
+    params = LightCNN(width=0.125).init(jax.random.key(0), hr_faces)
+    assert set(params) == {"params"}
+    names = {"/".join(str(getattr(k, "key", k)) for k in path)
+             for path, _ in jax.tree_util.tree_leaves_with_path(params["params"])}
+    mfm = {f"MFM_{i}/Conv_0/{w}" for i in range(9) for w in ("kernel", "bias")}
+    assert names == mfm | {"MFM_9/Dense_0/kernel", "MFM_9/Dense_0/bias", "Dense_0/kernel", "Dense_0/bias"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(edges=("sobel", "dog")),
+     r"edges must be registered edge priors: unknown \['sobel'\]; known \['canny', 'dog'"),
+    (dict(edges=("dog", "dog")), "must not name a prior twice"),
+    (dict(iterations=2), r"at most iterations - 1 = 1"),
+    (dict(prior_fields={"canny_sigma": 1.0}), r"no registered edge prior reads \['canny_sigma'\]"),
+    (dict(prior_fields={"dog_sigmas": (1.0, -1.6)}), "dog_sigmas must be two positive"),
+    (dict(projection="fft"), "projection must be"),
+    (dict(scale=8), "scale must be"),
+    (dict(iterations=0), "iterations must be"),
 ])
-def test_bad_sr_settings_are_refused_by_name(field, value, message):
+def test_bad_sr_settings_are_refused_by_name(fields, message):
     with pytest.raises(ValueError, match=message):
-        FeedbackSR(**{field: value})
+        FeedbackSR(**fields)
+
+
+def test_any_registered_priors_up_to_iterations_minus_one_are_accepted():
+    for edges_, iterations in (((), 1), (("dog",), 2), (("dog", "canny"), 3), (("canny",), 4)):
+        net = FeedbackSR(edges=list(edges_), iterations=iterations)
+        assert net.edges == edges_ and hash(net) == hash(FeedbackSR(edges=edges_, iterations=iterations))
 
 
 def test_bad_dtype_is_refused_by_name():

@@ -158,7 +158,7 @@ def test_invalid_values_are_refused_before_any_work(tmp_path):
     assert "stage1.batch_size=8 must be a positive multiple of the 3 devices" in _invalid(lambda c: None, tmp_path, 3)
     assert "stage2.gan_loss must be one of" in _invalid(lambda c: setattr(c.stage2, "gan_loss", "wgan"), tmp_path)
     assert "stage2.teacher must be one of" in _invalid(lambda c: setattr(c.stage2, "teacher", "oracle"), tmp_path)
-    assert "model: edges must be" in _invalid(lambda c: setattr(c.model.sr, "edges", ("dog",)), tmp_path)
+    assert "model: edges must be" in _invalid(lambda c: setattr(c.model.sr, "edges", ("sobel",)), tmp_path)
     assert "data.hr_dir and data.lr_dir go together" in _invalid(lambda c: setattr(c.data, "hr_dir", "x"), tmp_path)
     assert "train.checkpoint_every must be positive" in _invalid(
         lambda c: setattr(c.train, "checkpoint_every", 0), tmp_path)

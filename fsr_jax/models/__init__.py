@@ -4,14 +4,17 @@ FeedbackSR (TNet, SNet), Downsampler (DeNet, DSNet), LightCNN (every discriminat
 """
 from __future__ import annotations
 
+import copy
+
 import jax.numpy as jnp
 import ml_collections
 
+from fsr_jax import edges as edge_ops
 from fsr_jax.models.downsampler import Downsampler
 from fsr_jax.models.feedback_sr import FeedbackSR
 from fsr_jax.models.lightcnn import LightCNN
 
-__all__ = ["Downsampler", "FeedbackSR", "LightCNN", "default_config", "build_sr",
+__all__ = ["Downsampler", "FeedbackSR", "LightCNN", "default_config", "upgrade_config", "build_sr",
            "build_downsampler", "build_discriminator"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -22,18 +25,41 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         # Computation dtype of every network; params are float32 either way.
         dtype="float32",
+        # edges: the priors fed to SR iterations 2, 3, ... (names in fsr_jax.edges.PRIORS);
+        # every registered prior's config fields follow, at their defaults (canny_thresholds,
+        # canny_impl, dog_sigmas: see fsr_jax/edges.py).
         sr=dict(
-            features=64, groups=6, steps=3, scale=4, edges=("canny", "dog"),
-            canny_thresholds=(50.0, 150.0), dog_sigmas=(1.0, 1.6), projection="dense",
-            # 'jax': Canny on the device, pixel-equal to cv2.Canny (fast, allows several
-            # steps per call); 'opencv': cv2.Canny through a host callback (the reference).
-            canny_impl="jax",
+            features=64, groups=6, iterations=3, scale=4, edges=("canny", "dog"), projection="dense",
+            **edge_ops.prior_defaults(),
         ),
         # zero_init_residual: each residual block's last conv starts at zero (Decision).
         downsampler=dict(features=64, blocks=16, zero_init_residual=True),
         # zero_init_logit: the logit layer starts at zero, D = 0.5 everywhere (Decision).
-        discriminator=dict(width=1.0, spectral_norm=False, zero_init_logit=True),
+        discriminator=dict(width=1.0, zero_init_logit=True),
     ))
+
+
+def _no_spectral_norm(disc) -> None:
+    """Refuse `discriminator.spectral_norm: true` (runs saved before it was removed hold the field)."""
+    if disc.get("spectral_norm", False):
+        raise ValueError("model.discriminator.spectral_norm is no longer supported (the training step "
+                         "carried no batch_stats, so it could not run); set it false or remove it")
+
+
+def upgrade_config(cfg) -> ml_collections.ConfigDict:
+    """A copy of a `model` section (ConfigDict or dict, e.g. from a saved config.json) in today's
+    field names, for comparing it with a current config: `sr.steps` (the name before
+    `sr.iterations`) renamed, `discriminator.spectral_norm: false` dropped (true is refused).
+    The builders accept the old fields themselves."""
+    plain = copy.deepcopy(cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg))
+    sr, disc = plain.get("sr"), plain.get("discriminator")
+    if isinstance(sr, dict) and "steps" in sr:
+        steps = sr.pop("steps")
+        sr.setdefault("iterations", steps)
+    if isinstance(disc, dict) and "spectral_norm" in disc:
+        _no_spectral_norm(disc)
+        del disc["spectral_norm"]
+    return ml_collections.ConfigDict(plain)
 
 
 def _dtype(cfg: ml_collections.ConfigDict):
@@ -45,11 +71,14 @@ def _dtype(cfg: ml_collections.ConfigDict):
 def build_sr(cfg: ml_collections.ConfigDict) -> FeedbackSR:
     """FeedbackSR (TNet or SNet) from the `model` config section."""
     sr = cfg.sr
+    # Runs saved before the rename to `iterations` hold the count as `sr.steps`.
+    iterations = sr.iterations if "iterations" in sr else sr.steps
+    # A prior field missing from a run saved before it existed (canny_impl) takes its default:
+    # the same maths.
+    fields = {name: sr.get(name, default) for name, default in edge_ops.prior_defaults().items()}
     return FeedbackSR(
-        features=sr.features, groups=sr.groups, steps=sr.steps, scale=sr.scale,
-        edges=tuple(sr.edges), canny_thresholds=tuple(sr.canny_thresholds),
-        canny_impl=sr.get("canny_impl", "jax"),  # runs saved before the field existed: equal maths
-        dog_sigmas=tuple(sr.dog_sigmas), projection=sr.projection, dtype=_dtype(cfg),
+        features=sr.features, groups=sr.groups, iterations=iterations, scale=sr.scale,
+        edges=tuple(sr.edges), prior_fields=fields, projection=sr.projection, dtype=_dtype(cfg),
     )
 
 
@@ -62,4 +91,5 @@ def build_downsampler(cfg: ml_collections.ConfigDict) -> Downsampler:
 def build_discriminator(cfg: ml_collections.ConfigDict) -> LightCNN:
     """LightCNN discriminator (for 64x64 or 16x16 inputs) from the `model` config section."""
     disc = cfg.discriminator
-    return LightCNN(disc.width, disc.spectral_norm, _dtype(cfg), disc.get("zero_init_logit", True))
+    _no_spectral_norm(disc)
+    return LightCNN(disc.width, _dtype(cfg), disc.get("zero_init_logit", True))

@@ -1,12 +1,13 @@
 """TNet / SNet: the recurrent feedback SR net with progressively embedded edge priors (Fig. 2).
 
-One class, two instances. Each of the `steps` iterations runs on the LR grid:
+One class, two instances. Each of the `iterations` recurrent iterations runs on the LR grid:
 shallow features + previous hidden state + edge prior -> fusion -> SRFBN feedback block
 -> reconstruction block -> residual, added to the bilinear upsampling of the input (eq. 1).
+The edge priors are looked up by name in `fsr_jax.edges.PRIORS`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -18,7 +19,24 @@ from fsr_jax.models.layers import (
     PROJECTION_IMPLS, DownProjection, UpProjection, bilinear_upsample, conv, prelu, space_to_depth,
 )
 
-EDGE_KINDS = ("canny", "dog")
+
+def _hashable(value: Any) -> Any:
+    """Lists (as JSON configs hold them) and tuples as tuples, recursively; other values as given."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def frozen_prior_fields(values: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    """Prior config field values as FeedbackSR holds them: ((name, value), ...) sorted by name,
+    sequences as tuples (hashable). Refuses names no registered prior reads."""
+    pairs = dict(values.items() if isinstance(values, Mapping) else values)
+    known = edge_ops.prior_defaults()
+    unknown = sorted(name for name in pairs if name not in known)
+    if unknown:
+        raise ValueError(f"prior_fields: no registered edge prior reads {unknown}; "
+                         f"the registered priors read {list(known)}")
+    return tuple((name, _hashable(pairs[name])) for name in sorted(pairs))
 
 
 class ConvPReLU(nn.Module):
@@ -85,11 +103,12 @@ class FeedbackBlock(nn.Module):
 
 
 class FeedbackSR(nn.Module):
-    """TNet / SNet. (B, h, w, 3) LR in [0, 1] -> list of `steps` SR images (B, s*h, s*w, 3).
+    """TNet / SNet. (B, h, w, 3) LR in [0, 1] -> list of `iterations` SR images (B, s*h, s*w, 3).
 
     The images are float32, unclipped (about [0, 1]); the last is the result. With
-    `return_edges=True` also returns {'canny': E1, 'dog': E2}, each (B, s*h, s*w, 1) float32,
-    the edge maps fed to iterations 2 and 3 (zeros where that edge kind is off).
+    `return_edges=True` also returns {prior name: map}, each (B, s*h, s*w, 1) float32, the
+    edge maps fed to iterations 2, 3, ... (paper: {'canny': E1, 'dog': E2}); iterations
+    without a prior get zeros, which are not returned.
     """
 
     #: Feature width nf (paper / SRFBN: 64).
@@ -97,17 +116,17 @@ class FeedbackSR(nn.Module):
     #: Up/down-projection groups G in the feedback block (SRFBN: 6).
     groups: int = 6
     #: Recurrent iterations T; the paper unrolls 3 (Canny after the 1st, DoG after the 2nd).
-    steps: int = 3
+    iterations: int = 3
     #: Upscaling factor; the paper works at 4x (16 -> 64).
     scale: int = 4
-    #: Edge priors in order of iterations 2, 3...: (), ('canny',) or ('canny', 'dog') (paper).
+    #: Edge priors fed to iterations 2, 3, ... in order, by their names in
+    #: `fsr_jax.edges.PRIORS`; at most iterations - 1, no name twice; later iterations get
+    #: zeros. Paper: ('canny', 'dog'); Table 3's ablations: () and ('canny',).
     edges: Sequence[str] = ("canny", "dog")
-    #: Canny hysteresis thresholds on 0..255 grey; Decision: OpenCV's usual 50/150 (paper: none).
-    canny_thresholds: tuple[float, float] = (50.0, 150.0)
-    #: Canny implementation: 'jax' (on the device, equal to cv2.Canny) or 'opencv' (host callback).
-    canny_impl: str = "jax"
-    #: DoG sigmas; Decision: 1.0 and 1.6, the usual ratio approximating the LoG.
-    dog_sigmas: tuple[float, float] = (1.0, 1.6)
+    #: Values of the priors' config fields (`edges.PRIORS[name].fields`) by field name, e.g.
+    #: {'canny_thresholds': (20.0, 60.0)}, held as sorted (name, value) pairs (hashable, see
+    #: `frozen_prior_fields`); a field left out takes the registry's default.
+    prior_fields: Any = ()
     #: Up/down projection form, equal maths and parameters (layers.py): 'dense' (the fastest
     #: for the platform: 'block' on CPU, 'dense_3x3' elsewhere), 'dense_3x3', 'block' or
     #: 'transpose' (the plain port).
@@ -116,27 +135,45 @@ class FeedbackSR(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        if tuple(self.edges) not in ((), EDGE_KINDS[:1], EDGE_KINDS):
-            raise ValueError(
-                f"edges must be (), ('canny',) or ('canny', 'dog'), got {tuple(self.edges)!r}"
-            )
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.canny_impl not in edge_ops.CANNY_IMPLS:
-            raise ValueError(f"canny_impl must be one of {edge_ops.CANNY_IMPLS}, got {self.canny_impl!r}")
+        # Flax hashes modules (jit static state): keep every attribute hashable.
+        object.__setattr__(self, "edges", tuple(self.edges))
+        object.__setattr__(self, "prior_fields", frozen_prior_fields(self.prior_fields))
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        unknown = edge_ops.unknown_priors(self.edges)
+        if unknown:
+            raise ValueError(f"edges must be registered edge priors: unknown {unknown}; "
+                             f"known {list(edge_ops.PRIORS)}")
+        if len(self.edges) > self.iterations - 1:
+            raise ValueError(f"edges must be at most iterations - 1 = {self.iterations - 1} priors "
+                             f"(they feed iterations 2..{self.iterations}), got {self.edges!r}")
+        if len(set(self.edges)) < len(self.edges):
+            raise ValueError(f"edges must not name a prior twice (maps are returned by name), "
+                             f"got {self.edges!r}")
+        for prior in edge_ops.PRIORS.values():
+            if prior.check is not None:
+                prior.check(**self.fields_of(prior))
         if self.projection not in PROJECTION_IMPLS:
             raise ValueError(f"projection must be one of {PROJECTION_IMPLS}, got {self.projection!r}")
         if self.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4 (SRFBN's projections), got {self.scale}")
         super().__post_init__()
 
-    def edge_prior(self, kind: str | None, image: jax.Array) -> jax.Array:
-        """Edge map (B, H, W, 1) float32 of an SR image, or zeros where `kind` is None."""
-        if kind == "canny":
-            return edge_ops.canny(image, *self.canny_thresholds, impl=self.canny_impl)
-        if kind == "dog":
-            return edge_ops.dog(image, self.dog_sigmas)
-        return jnp.zeros(image.shape[:-1] + (1,), jnp.float32)
+    def prior_field(self, name: str) -> Any:
+        """The value of a prior config field: as given in `prior_fields`, else the default."""
+        given = dict(self.prior_fields)
+        return given[name] if name in given else _hashable(edge_ops.prior_defaults()[name])
+
+    def fields_of(self, prior: edge_ops.EdgePrior) -> dict[str, Any]:
+        """{field: value} of the config fields `prior` reads."""
+        return {name: self.prior_field(name) for name in prior.fields}
+
+    def edge_prior(self, name: str | None, image: jax.Array) -> jax.Array:
+        """Edge map (B, H, W, 1) float32 of an SR image by the prior `name`, or zeros for None."""
+        if name is None:
+            return jnp.zeros(image.shape[:-1] + (1,), jnp.float32)
+        prior = edge_ops.PRIORS[name]
+        return prior.fn(image, **self.fields_of(prior))
 
     @nn.compact
     def __call__(self, lr: jax.Array, return_edges: bool = False):
@@ -152,16 +189,17 @@ class FeedbackSR(nn.Module):
         hidden = jnp.zeros(shallow.shape[:-1] + (nf,), shallow.dtype)
         prior = jnp.zeros(upsampled.shape[:-1] + (1,), jnp.float32)
         outputs, edge_maps = [], {}
-        for t in range(self.steps):
+        for t in range(self.iterations):
             prior_lr = space_to_depth(prior, self.scale).astype(shallow.dtype)
             fused = fuse_out(fuse_in(jnp.concatenate([shallow, hidden, prior_lr], -1)))
             hidden = block(fused)
             image = recb_out(recb_up(hidden)).astype(jnp.float32) + upsampled
             outputs.append(image)
-            if t + 1 < self.steps:
-                kind = self.edges[t] if t < len(self.edges) else None
-                prior = self.edge_prior(kind, image)
-                edge_maps[EDGE_KINDS[t] if t < len(EDGE_KINDS) else f"edge_{t}"] = prior
+            if t + 1 < self.iterations:
+                name = self.edges[t] if t < len(self.edges) else None
+                prior = self.edge_prior(name, image)
+                if name is not None:
+                    edge_maps[name] = prior
         if return_edges:
             return outputs, edge_maps
         return outputs

@@ -27,11 +27,10 @@ class MFM(nn.Module):
 
     features: int
     kernel: int
-    spectral_norm: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         if self.kernel:
             pad = self.kernel // 2
             layer = nn.Conv(2 * self.features, (self.kernel, self.kernel),
@@ -39,8 +38,7 @@ class MFM(nn.Module):
                             dtype=self.dtype)
         else:
             layer = nn.Dense(2 * self.features, kernel_init=kaiming_normal, dtype=self.dtype)
-        y = nn.SpectralNorm(layer)(x, update_stats=update_stats) if self.spectral_norm else layer(x)
-        first, second = jnp.split(y, 2, axis=-1)
+        first, second = jnp.split(layer(x), 2, axis=-1)
         return jnp.maximum(first, second)
 
 
@@ -53,8 +51,6 @@ class LightCNN(nn.Module):
 
     #: Multiplies every width (tests shrink it); 1.0 is LightCNN-9.
     width: float = 1.0
-    #: Spectral normalisation of every layer (off, as in the paper; needs 'batch_stats').
-    spectral_norm: bool = False
     #: Computation dtype (params stay float32); the logits are float32.
     dtype: Any = jnp.float32
     #: Decision: the logit layer's weights start at zero, so every discriminator starts at
@@ -62,7 +58,7 @@ class LightCNN(nn.Module):
     zero_init_logit: bool = True
 
     @nn.compact
-    def __call__(self, images: jax.Array, update_stats: bool = False) -> jax.Array:
+    def __call__(self, images: jax.Array) -> jax.Array:
         def scaled(n: int) -> int:
             return max(1, round(n * self.width))
 
@@ -72,9 +68,9 @@ class LightCNN(nn.Module):
                 x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
             else:
                 kernel, features = item
-                x = MFM(scaled(features), kernel, self.spectral_norm, self.dtype)(x, update_stats)
+                x = MFM(scaled(features), kernel, self.dtype)(x)
         x = x.reshape(x.shape[0], -1)
-        x = MFM(scaled(HIDDEN), 0, self.spectral_norm, self.dtype)(x, update_stats)
+        x = MFM(scaled(HIDDEN), 0, self.dtype)(x)
         logit_init = nn.initializers.zeros if self.zero_init_logit else kaiming_normal
         logits = nn.Dense(1, kernel_init=logit_init, dtype=self.dtype)(x)
         return logits.astype(jnp.float32)
