@@ -199,7 +199,8 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
         step, saved_arrays, data_state = found
         try:
             saved = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
+            saved["model"] = models.upgrade_config(saved["model"]).to_dict()  # today's field names
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable, or no model section
             saved = None
         section = stages.get(stage).section
         for key, name in DATA_STATE_FIELDS.items():

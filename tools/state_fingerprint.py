@@ -55,6 +55,7 @@ def fingerprint(overrides: dict, workdir: pathlib.Path) -> dict[str, dict[str, s
         section, _, name = field.rpartition(".")
         (config[section] if section else config)[name] = value
     config.train.compilation_cache = ""
+    config.train.images_every = 10**6  # image summaries read the parameters, never change them
     train.train_and_evaluate(config, str(workdir))
     out = {}
     for stage in config.stages:
