@@ -5,8 +5,9 @@
 only where results go, W/eval/weights-<step>/), runs TNet, SNet and the PIL-bicubic baseline
 on every configured test set, and writes W/eval/<step>/: metrics.json, table.md,
 images/<set>/<method>/<name>.png and grids/<set>_<k>.png (LR | bicubic | TNet | SNet | HR). SR outputs are rounded to 8 bits
-before scoring, so the numbers are those of the saved PNGs. Paired sets get FID against their
-HR, LPIPS, PSNR and SSIM; real-LR sets FID against the HR training set and NIQE.
+before scoring, so the numbers are those of the saved PNGs. Every metric of the registry
+(`fsr_jax.metrics.registry`) is scored, by name, on the sets of its kind: paired sets get FID
+against their HR, LPIPS, PSNR and SSIM; real-LR sets FID against the HR training set and NIQE.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from fsr_jax import config_checks, data, export, inference, metrics, models, observe, tables
-from fsr_jax.metrics import perceptual
+from fsr_jax import config_checks, data, inference, metrics, observe, tables
+from fsr_jax.metrics import registry
 
 
 def eval_dir(workdir: str | pathlib.Path, step: int | str) -> pathlib.Path:
@@ -29,43 +30,9 @@ def eval_dir(workdir: str | pathlib.Path, step: int | str) -> pathlib.Path:
     return pathlib.Path(workdir).expanduser() / "eval" / str(step)
 
 
-def trained_model_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-    """The `model` section the run was trained with (its config.json): the checkpoint's shapes.
-    A differing `config.model` is reported and ignored."""
-    trained = inference.run_config(workdir).model
-    if json.loads(config.model.to_json()) != trained.to_dict():
-        logging.warning("config.model differs from the run's %s; evaluating with the run's",
-                        inference.stage_dir(workdir) / "config.json")
-    return trained
-
-
 def weight_files(weights: str) -> list[str]:
     """The files of an `eval.weights` value (comma-separated)."""
     return [w.strip() for w in weights.split(",") if w.strip()]
-
-
-def exported_networks(config: ml_collections.ConfigDict) -> tuple[models.FeedbackSR, dict[str, dict], dict[str, dict]]:
-    """(module, {net: params}, {net: metadata}) of the `eval.weights` files, for the nets among
-    `eval.nets`, in TNet, SNet order. Each file must match config.model.sr and the data's
-    lr/hr sizes; the module is built from config.model.
-
-    Raises:
-      WeightsError: naming a file that is missing, unreadable or does not match.
-      ConfigError: two files giving the same net, or none giving a net of eval.nets.
-    """
-    model, loaded, paths = None, {}, {}
-    for path in weight_files(config.eval.weights):
-        model, params, meta = export.load_weights(path, config.model, config.data)
-        if meta["net"] in loaded:
-            raise config_checks.ConfigError(
-                f"eval.weights: {paths[meta['net']]} and {path} both hold {meta['net']}")
-        loaded[meta["net"]], paths[meta["net"]] = (params, meta), path
-    nets = [n for n in inference.SR_NETS if n in loaded and n in config.eval.nets]
-    if not nets:
-        raise config_checks.ConfigError(
-            f"eval.weights {weight_files(config.eval.weights)} hold {list(loaded)}, none of eval.nets "
-            f"{list(config.eval.nets)}")
-    return model, {n: loaded[n][0] for n in nets}, {n: dict(loaded[n][1], path=paths[n]) for n in nets}
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -73,21 +40,24 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return np.asarray(images, np.float32) / 255.0
 
 
-def pair_scores(sr: np.ndarray, hr: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Mean PSNR, SSIM (RGB, range 255) and LPIPS of uint8 (N, H, W, 3) SR faces against HR."""
-    params = perceptual.lpips_params()
+def pair_scores(sr: np.ndarray, hr: np.ndarray, batch_size: int, scored: list[registry.Metric]) -> dict[str, float]:
+    """{name: mean} of the PAIR metrics `scored` (PSNR, SSIM, LPIPS, ...) of uint8 (N, H, W, 3)
+    SR faces against HR, computed together batch by batch."""
+    if not scored:
+        return {}
 
     def score(pairs):
         x, y = to_float(pairs[:, 0]), to_float(pairs[:, 1])
-        return np.stack([metrics.psnr(x, y), metrics.ssim(x, y), metrics.lpips(x, y, params)], axis=1)
+        return np.stack([m.fn(x, y) for m in scored], axis=1)
 
     means = inference.map_batches(score, np.stack([sr, hr], axis=1), batch_size).mean(axis=0)
-    return {"psnr": float(means[0]), "ssim": float(means[1]), "lpips": float(means[2])}
+    return {m.name: float(mean) for m, mean in zip(scored, means)}
 
 
-def mean_niqe(images: np.ndarray, block_size: int = metrics.NIQE_BLOCK_SIZE) -> float:
-    """Mean NIQE of uint8 (N, H, W, 3) faces at `block_size`."""
-    return float(np.mean([metrics.niqe(to_float(image), block_size) for image in images]))
+def image_scores(images: np.ndarray, scored: list[registry.Metric]) -> dict[str, float]:
+    """{name: mean} of the no-reference IMAGE metrics `scored` (NIQE, ...) of uint8 (N, H, W, 3)
+    faces, scored one image at a time."""
+    return {m.name: float(np.mean([m.fn(to_float(image)) for image in images])) for m in scored}
 
 
 def features(images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -105,7 +75,8 @@ def hr_training_features(data_cfg: ml_collections.ConfigDict, limit: int, batch_
 
 
 def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, batch_size: int) -> dict:
-    """Scores of each method's uint8 SR faces on one test set.
+    """Scores of each method's uint8 SR faces on one test set: every registered metric of the
+    set's kind (`fsr_jax.metrics.registry`), stored under its name.
 
     Args:
       outputs: {method: uint8 (N, H, W, 3)}.
@@ -114,21 +85,29 @@ def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, 
       batch_size: faces per metric batch.
 
     Returns:
-      {"kind": "paired" | "real", "n": N, "methods": {method: {"fid", "fid_n", "fid_n_ref",
-       and "lpips", "psnr", "ssim" (paired) or "niqe" (real)}}}.
+      {"kind": "paired" | "real", "n": N, "methods": {method: {FEATURES metrics' fields ("fid",
+       "fid_n", "fid_n_ref"), then PAIR metrics' ("psnr", "ssim", "lpips": paired sets) and
+       IMAGE metrics' ("niqe": real-LR sets)}}}.
     """
+    kind = "paired" if hr is not None else "real"
+    on_features = registry.scored_on(kind, registry.FEATURES)
     methods = list(outputs)
-    stacked = np.concatenate([outputs[m] for m in methods] + ([hr] if hr is not None else []))
-    feats = np.split(features(stacked, batch_size), len(methods) + (hr is not None))
-    ref = feats[-1] if hr is not None else reference()
+    if on_features:  # one Inception pass over every method's faces and the HR
+        stacked = np.concatenate([outputs[m] for m in methods] + ([hr] if hr is not None else []))
+        feats = np.split(features(stacked, batch_size), len(methods) + (hr is not None))
+        ref = feats[-1] if hr is not None else reference()
     scores = {}
-    for method, feat in zip(methods, feats):
-        fid = metrics.fid(feat, ref)
-        extra = (pair_scores(outputs[method], hr, batch_size) if hr is not None
-                 else {"niqe": mean_niqe(outputs[method])})
-        scores[method] = {"fid": fid.value, "fid_n": fid.n, "fid_n_ref": fid.n_ref, **extra}
+    on_pairs, on_images = registry.scored_on(kind, registry.PAIR), registry.scored_on(kind, registry.IMAGE)
+    for i, method in enumerate(methods):
+        scores[method] = {}
+        for metric in on_features:
+            value = metric.fn(feats[i], ref)
+            scores[method].update(value if isinstance(value, dict) else {metric.name: float(value)})
+        if on_pairs:
+            scores[method].update(pair_scores(outputs[method], hr, batch_size, on_pairs))
+        scores[method].update(image_scores(outputs[method], on_images))
     n = len(next(iter(outputs.values())))
-    return {"kind": "paired" if hr is not None else "real", "n": n, "methods": scores}
+    return {"kind": kind, "n": n, "methods": scores}
 
 
 def write_images(folder: pathlib.Path, outputs: dict[str, np.ndarray], names: list[str]) -> None:
@@ -154,24 +133,29 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     of `config.eval.weights`, on the test sets; write W/eval/<step>/ (weights: W/eval/weights-<step>/;
     see the module docstring) and return the metrics dict.
 
+    The networks come from `inference.load_trained_sr`: a checkpoint is restored into the run's
+    own model (a differing config.model is logged and ignored); weights files must match
+    config.model.sr and the data's lr/hr sizes, and the module is built from config.model.
+
     Raises:
-      ConfigError: bad eval settings or unknown test set names.
+      ConfigError: bad eval settings, unknown test set names, or two weights files of one net.
       CheckpointError: naming the folder, for a missing or unreadable checkpoint; WeightsError
-        (a CheckpointError) naming the file, for an unusable weights file.
+        (a CheckpointError) naming the file, for an unusable weights file or one of a net
+        outside eval.nets when no file holds one of them.
       MissingWeightsError: naming the install command, when metric weights are missing.
     """
     config_checks.validate_eval(config)
     ev = config.eval
     if ev.weights:
-        model, params, exported = exported_networks(config)
-        steps = sorted({meta["step"] for meta in exported.values()})
-        step = steps[0] if len(steps) == 1 else None
-        out = eval_dir(workdir, "weights-" + "-".join(map(str, steps)))
-        source = ", ".join(f"{meta['path']} (checkpoint {meta['step']})" for meta in exported.values())
+        trained = inference.load_trained_sr(weights=weight_files(ev.weights), names=tuple(ev.nets),
+                                            model_config=config.model, data_config=config.data)
+        out = eval_dir(workdir, "weights-" + "-".join(map(str, sorted(set(trained.steps.values())))))
+        source = ", ".join(f"{trained.origins[n]} (checkpoint {trained.steps[n]})" for n in trained.params)
     else:
-        params, step = inference.load_sr_networks(workdir, tuple(ev.nets), ev.step or None)
-        model = models.build_sr(trained_model_config(config, workdir))
-        out, source = eval_dir(workdir, step), f"{workdir}, checkpoint {step}"
+        trained = inference.load_trained_sr(workdir, names=tuple(ev.nets), step=ev.step or None,
+                                            model_config=config.model)
+        out, source = eval_dir(workdir, trained.step), f"{workdir}, checkpoint {trained.step}"
+    model, params, step = trained.model, trained.params, trained.step
     scale = model.scale
     names = tuple(ev.test_sets) or data.test_set_names(config.data)
     unknown = sorted(set(names) - set(data.test_set_names(config.data)))
@@ -201,9 +185,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             columns = [test["lr"], *outputs.values()] + ([test["hr"]] if test["hr"] is not None else [])
             write_grids(out / "grids", name, columns, ev.grid_faces)
     results = {"workdir": str(workdir), "step": step, "nets": list(params),
-               "niqe_block_size": metrics.NIQE_BLOCK_SIZE, "eval": ev.to_dict(), "sets": sets}
+               **registry.settings(), "eval": ev.to_dict(), "sets": sets}
     if ev.weights:
-        results["weights"] = {net: meta["path"] for net, meta in exported.items()}
+        results["weights"] = trained.origins
     table = tables.results_table(results, source)
     if writer:
         out.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,8 @@ def load_trained_sr(workdir: str | pathlib.Path | None = None, weights: Sequence
         params, step = load_sr_networks(workdir, tuple(names), step)
         run = run_config(workdir)
         if model_config is not None and json.loads(model_config.to_json()) != run.model.to_dict():
-            logging.warning("config.model differs from the run's %s; using the run's", stage_dir(workdir) / "config.json")
+            logging.warning("config.model differs from the run's %s; using the run's",
+                            stage_dir(workdir) / "config.json")
         return TrainedSR(models.build_sr(run.model), params, dict.fromkeys(params, step),
                          dict.fromkeys(params, str(workdir)), int(run.data.lr_size))
     if step is not None:

@@ -4,26 +4,25 @@ and 3 (`ablation_table`). Pure functions of the metrics dicts `evaluate` writes:
   {"step": int, "niqe_block_size": int, "sets": {name: {"kind": "paired" | "real", "n": int,
    "methods": {method: {"fid": float, "fid_n": int, "fid_n_ref": int,
                         "lpips", "psnr", "ssim" (paired) | "niqe" (real): float}}}}}
+
+The columns, their arrows, digits, notes and legends come from the metric registry
+(`fsr_jax.metrics.registry`): a column per metric scored on the set's kind.
 """
 from __future__ import annotations
 
 import ml_collections
 
+from fsr_jax.metrics import registry
+
 METHOD_NAMES = {"bicubic": "Bicubic", "tnet": "TNet", "snet": "SNet (Ours)"}
-COLUMNS = {"paired": (("fid", "FID↓"), ("lpips", "LPIPS↓"), ("psnr", "PSNR↑"), ("ssim", "SSIM↑")),
-           "real": (("fid", "FID↓"), ("niqe", "NIQE↓"))}
-DIGITS = {"lpips": 3, "psnr": 2, "ssim": 4, "niqe": 4}
 # Table 3's rows, in the paper's order.
 ABLATION_ROWS = ("baseline", "+Canny", "+Canny+DoG(Ours)", "Ours-cycle", "Ours-w/o-cycle",
                  "Ours-TNet-bicubic", "Ours-SNet-bicubic", "Ours-TNet", "Ours-SNet(Ours)")
-FID_NOTE = "FID cells: value (N=evaluated faces, ref=reference faces)"
 
 
-def cell(key: str, scores: dict) -> str:
-    """One table cell: FID with its set sizes, other metrics rounded as the paper prints them."""
-    if key == "fid":
-        return f"{scores['fid']:.2f} (N={scores['fid_n']}, ref={scores['fid_n_ref']})"
-    return f"{scores[key]:.{DIGITS[key]}f}"
+def _legends() -> list[str]:
+    """The registered metrics' legends (what a cell holds, e.g. FID's sizes), as sentences."""
+    return [m.legend + "." for m in registry.REGISTRY.values() if m.legend]
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -31,9 +30,10 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _set_header(name: str, kind: str, niqe_block: int) -> list[str]:
-    return [f"{name} {label}" + (f" (block {niqe_block})" if key == "niqe" else "")
-            for key, label in COLUMNS[kind]]
+def _set_header(name: str, kind: str, results: dict) -> list[str]:
+    """'<set> <label><arrow>' per column of `kind`, with the metric's note from `results`."""
+    notes = [(m.header, m.note(results) if m.note else "") for m in registry.columns(kind)]
+    return [f"{name} {header}" + (f" ({note})" if note else "") for header, note in notes]
 
 
 def _kind_table(results: dict, kind: str) -> str | None:
@@ -42,21 +42,22 @@ def _kind_table(results: dict, kind: str) -> str | None:
         return None
     header = ["Method"]
     for name in sets:
-        header += _set_header(name, kind, results["niqe_block_size"])
+        header += _set_header(name, kind, results)
     methods = [m for m in METHOD_NAMES if any(m in s["methods"] for s in sets.values())]
     rows = []
     for method in methods:
         row = [METHOD_NAMES[method]]
         for s in sets.values():
             scores = s["methods"].get(method)
-            row += [cell(key, scores) if scores else "-" for key, _ in COLUMNS[kind]]
+            row += [m.format(scores) if scores else "-" for m in registry.columns(kind)]
         rows.append(row)
     return _markdown(header, rows)
 
 
 def results_table(results: dict, title: str) -> str:
     """Markdown: paired sets as Table 1 (FID, LPIPS, PSNR, SSIM per set), real-LR sets as
-    Table 2 (FID against the HR training set, NIQE with its block size), one row per method."""
+    Table 2 (FID against the HR training set, NIQE with its block size), one row per method;
+    a column per registered metric of the set's kind."""
     parts = [f"# {title}"]
     for kind, caption in (("paired", "Paired test sets (as Table 1; FID against the set's HR)"),
                           ("real", "Real-LR test sets (as Table 2; FID against the HR training set)")):
@@ -64,8 +65,7 @@ def results_table(results: dict, title: str) -> str:
         if table:
             sizes = ", ".join(f"{n}: {s['n']} faces" for n, s in results["sets"].items() if s["kind"] == kind)
             parts += [f"## {caption}", f"{sizes}.", table]
-    parts.append(FID_NOTE + ".")
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts + _legends()) + "\n"
 
 
 def variant_rows(run_cfg: ml_collections.ConfigDict, label: str) -> list[tuple[str, str]]:
@@ -96,17 +96,17 @@ def variant_rows(run_cfg: ml_collections.ConfigDict, label: str) -> list[tuple[s
 def ablation_table(rows: list[tuple[str, dict]], paired: str, real: str) -> str:
     """Markdown shaped like Table 3 from (row name, {"net": method, "workdir": str, "metrics": a
     run's metrics dict}) pairs: the row's net on the paired set (FID, LPIPS, PSNR, SSIM) and on
-    the real-LR set (FID, NIQE). Rows named as in the paper come in its order, others after."""
+    the real-LR set (FID, NIQE), a column per registered metric. Rows named as in the paper come
+    in its order, others after."""
     order = {name: i for i, name in enumerate(ABLATION_ROWS)}
     rows = sorted(rows, key=lambda r: order.get(r[0], len(order)))
-    niqe_block = rows[0][1]["metrics"]["niqe_block_size"] if rows else 0
-    header = (["Model"] + _set_header(paired, "paired", niqe_block) + _set_header(real, "real", niqe_block)
-              + ["Run"])
+    first = rows[0][1]["metrics"] if rows else {}
+    header = ["Model"] + _set_header(paired, "paired", first) + _set_header(real, "real", first) + ["Run"]
     body = []
     for name, run in rows:
         cells = [name]
         for set_name, kind in ((paired, "paired"), (real, "real")):
             scores = run["metrics"]["sets"][set_name]["methods"][run["net"]]
-            cells += [cell(key, scores) for key, _ in COLUMNS[kind]]
+            cells += [m.format(scores) for m in registry.columns(kind)]
         body.append(cells + [f"{run['workdir']} ({run['net']}, step {run['metrics']['step']})"])
-    return _markdown(header, body) + "\n\n" + FID_NOTE + ".\n"
+    return "\n\n".join([_markdown(header, body), *_legends()]) + "\n"

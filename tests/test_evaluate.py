@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from configs import smoke
-from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics
+from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics, tables
+from fsr_jax.metrics import registry
 from helpers import STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -122,3 +123,34 @@ def test_the_table3_tool_writes_a_row_per_workdir_and_reuses_evaluations(tmp_pat
     before = saved.stat().st_mtime_ns
     assert ablation_table.main(args) == 0
     assert saved.stat().st_mtime_ns == before
+
+
+def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_removed(load_faces):
+    hr, lr = load_faces("test/celeba/HR", 4), load_faces("test/celeba/LR", 4)
+    paired = {"bicubic": inference.bicubic_upscale(lr, 4)}
+    real = {"bicubic": inference.bicubic_upscale(load_faces("test/widerface/LR", 4), 4)}
+    reference = evaluate.features(load_faces("train/HIGH", 8), 8)
+    toys = [metrics.Metric("mae", lambda x, y: np.abs(x - y).mean(axis=(1, 2, 3)), higher_is_better=False, digits=3,
+                           needs=registry.PAIR, kinds=("paired",)),
+            metrics.Metric("level", lambda image: float(image.mean()), higher_is_better=True, digits=2,
+                           needs=registry.IMAGE, kinds=("real",))]
+    for toy in toys:
+        metrics.register(toy)
+    try:
+        sets = {"celeba": evaluate.score_set(paired, hr, lambda: reference, 8),
+                "widerface": evaluate.score_set(real, None, lambda: reference, 8)}
+        table = tables.results_table({"niqe_block_size": 32, "sets": sets}, "toys")
+    finally:
+        for toy in toys:
+            metrics.unregister(toy.name)
+    scores, real_scores = sets["celeba"]["methods"]["bicubic"], sets["widerface"]["methods"]["bicubic"]
+    assert list(scores) == [*PAIRED[:3], "psnr", "ssim", "lpips", "mae"] and list(real_scores) == [*REAL, "level"]
+    assert scores["mae"] == pytest.approx(np.abs(paired["bicubic"] / 255 - hr / 255).mean(), rel=1e-5)
+    assert real_scores["level"] == pytest.approx((real["bicubic"] / 255).mean(), rel=1e-5)
+    assert "| celeba FID↓ | celeba LPIPS↓ | celeba MAE↓ | celeba PSNR↑ | celeba SSIM↑ |" in table
+    assert "| widerface FID↓ | widerface NIQE↓ (block 32) | widerface LEVEL↑ |" in table
+    assert f"| {scores['ssim']:.4f} |" in table and f"| {scores['mae']:.3f} |" in table
+    assert f"| {real_scores['level']:.2f} |" in table
+    assert list(metrics.REGISTRY) == ["fid", "psnr", "ssim", "lpips", "niqe"]
+    again = evaluate.score_set(paired, hr, lambda: reference, 8)["methods"]["bicubic"]
+    assert sorted(again) == sorted(PAIRED) and again["psnr"] == scores["psnr"]

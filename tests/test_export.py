@@ -208,3 +208,33 @@ def test_evaluation_from_weights_alone(exported, smoke_run, faces_cfg, load_face
     config.eval.step = 2
     with pytest.raises(config_checks.ConfigError, match="eval.step=2 picks a checkpoint"):
         evaluate.evaluate(config, str(tmp_path))
+
+
+def test_one_loader_reads_a_runs_checkpoint_or_weights_files_with_the_same_result(exported, smoke_run, caplog):
+    files = [str(exported["snet", "float32"]), str(exported["tnet", "float32"])]
+    from_run, from_files = inference.load_trained_sr(smoke_run), inference.load_trained_sr(weights=files)
+    assert list(from_run.params) == list(from_files.params) == ["tnet", "snet"]  # the order of `names`
+    assert from_run.model == from_files.model and from_run.lr_size == from_files.lr_size == 16
+    assert from_run.steps == from_files.steps == {"tnet": 2, "snet": 2} and from_files.step == 2
+    for net in ("tnet", "snet"):
+        flat, flat_run = export._flat(from_files.params[net]), export._flat(from_run.params[net])
+        assert flat.keys() == flat_run.keys() and all(np.array_equal(flat[k], flat_run[k]) for k in flat)
+    assert from_run.describe("tnet") == f"tnet of {smoke_run} (checkpoint 2)"
+    assert from_files.describe("snet") == f"snet of {files[0]} (checkpoint 2)"
+    assert list(inference.load_trained_sr(weights=files, names=("snet",)).params) == ["snet"]
+    assert list(inference.load_trained_sr(smoke_run, names=("snet", "tnet")).params) == ["snet", "tnet"]
+    with pytest.raises(export.WeightsError) as err:
+        inference.load_trained_sr(weights=files[:1], names=("tnet",))
+    assert str(err.value) == f"{files[0]}: net is 'snet' in the file, 'tnet' expected"
+    with pytest.raises(config_checks.ConfigError, match="both hold snet"):
+        inference.load_trained_sr(weights=[files[0], exported["snet", "float16"]])
+    for kwargs in ({}, {"workdir": smoke_run, "weights": files}, {"weights": files, "step": 2}):
+        with pytest.raises(ValueError):
+            inference.load_trained_sr(**kwargs)
+    config = smoke.get_config()
+    config.model.sr.features = 16
+    with caplog.at_level("WARNING"):
+        assert inference.load_trained_sr(smoke_run, model_config=config.model).model == from_run.model
+    assert "config.model differs from the run's" in caplog.text
+    with pytest.raises(export.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
+        inference.load_trained_sr(weights=files, model_config=config.model)

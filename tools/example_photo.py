@@ -19,7 +19,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw
 
-from fsr_jax import checkpointing, cli, inference, models, photos
+from fsr_jax import checkpointing, cli, inference, photos
 from fsr_jax.data import synthetic
 
 SIZES = (22, 26, 30, 24, 28)   # face sides in the photo, pixels (about the cascade's lower limit)
@@ -63,16 +63,14 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
     del positional
     output = pathlib.Path(args.output)
     try:
-        params, step = inference.load_sr_networks(args.workdir, (args.net,))
-        run_cfg = inference.run_config(args.workdir)
+        trained = inference.load_trained_sr(args.workdir, names=(args.net,))
     except checkpointing.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    model, scale = models.build_sr(run_cfg.model), run_cfg.model.sr.scale
+    model, params, step, scale = trained.model, trained.params[args.net], trained.step, trained.model.scale
     photo, boxes = group_photo()
     result = photos.super_resolve_photo(
-        photo, lambda lr: inference.super_resolve(model, params[args.net], lr), run_cfg.data.lr_size,
-        scale, boxes=boxes)
+        photo, lambda lr: inference.super_resolve(model, params, lr), trained.lr_size, scale, boxes=boxes)
     nearest = np.asarray(Image.fromarray(photo).resize((scale * WIDTH, scale * HEIGHT), Image.NEAREST))
     picture = np.concatenate([
         labelled(nearest, f"input photo ({WIDTH}x{HEIGHT}, faces {min(SIZES)}-{max(SIZES)} px), shown 4x"),

@@ -46,7 +46,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from fsr_jax import checkpointing, cli, export, inference, models, photos
+from fsr_jax import checkpointing, cli, inference, models, photos
 from fsr_jax.data import images
 
 BOXES_FILE = "boxes.json"
@@ -80,12 +80,12 @@ def define(fv: flags.FlagValues, argv) -> None:
 def load_network(args: flags.FlagValues) -> tuple[models.FeedbackSR, dict, int, str]:
     """(module, params, LR size, description) of --weights or of --net in --workdir."""
     if args.weights:
-        model, params, meta = export.load_weights(args.weights, net=args.net)
-        return model, params, meta["data"]["lr_size"], f"{meta['net']} of {args.weights} (checkpoint {meta['step']})"
-    net = args.net or "snet"
-    params, step = inference.load_sr_networks(args.workdir, (net,), args.step)
-    run_cfg = inference.run_config(args.workdir)
-    return models.build_sr(run_cfg.model), params[net], run_cfg.data.lr_size, f"{net} of {args.workdir} (checkpoint {step})"
+        trained = inference.load_trained_sr(weights=[args.weights],
+                                            names=(args.net,) if args.net else inference.SR_NETS)
+    else:
+        trained = inference.load_trained_sr(args.workdir, names=(args.net or "snet",), step=args.step)
+    net = next(iter(trained.params))
+    return trained.model, trained.params[net], trained.lr_size, trained.describe(net)
 
 
 class Skipped(Exception):
