@@ -32,16 +32,20 @@ def stage_dir(workdir: str | pathlib.Path) -> pathlib.Path:
 
 
 def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a run's stage 2 was trained with (W/teacher_student/config.json).
+    """The config a run's stage 2 was trained with (W/teacher_student/config.json), its `model`
+    section in today's field names (`models.upgrade_config`: older runs say `sr.steps`).
 
     Tuples come back as lists (JSON has no tuples).
 
     Raises:
-      CheckpointError: naming the file, when it is missing or not JSON.
+      CheckpointError: naming the file, when it is missing, not JSON, or holds a model this
+        version cannot build.
     """
     path = stage_dir(workdir) / "config.json"
     try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
+        config = ml_collections.ConfigDict(json.loads(path.read_text()))
+        config.model = models.upgrade_config(config.model)
+        return config
     except (OSError, ValueError) as err:
         raise checkpointing.CheckpointError(
             f"cannot read the run's config {path} (is {workdir} a trained workdir?): {err}") from err
