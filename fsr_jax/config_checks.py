@@ -85,7 +85,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
             check(f"{name}.epochs must be positive, got {stage.epochs}")
         if stage.max_steps < 0:
             check(f"{name}.max_steps must be >= 0 (0: run the configured epochs), got {stage.max_steps}")
-        if stage.gan_loss not in losses.GAN_LOSSES:
+        if "gan_loss" in stage and stage.gan_loss not in losses.GAN_LOSSES:
             check(f"{name}.gan_loss must be one of {losses.GAN_LOSSES}, got {stage.gan_loss!r}")
         weights = {k: v for k, v in stage.items() if k.endswith("_weight")}
         check_all = [k for k, v in weights.items() if v < 0]

@@ -4,7 +4,8 @@ A stage is a module `fsr_jax/stages/<name>.py` with a `STAGE` object (a `Stage`)
 its config section, the networks it trains (and which input each takes), the parameters it takes
 frozen, its loss settings, its step (composed from one update per GAN pair) and its preview.
 `config.stages` lists the stages to run, in order; the training loop (fsr_jax.train) knows none
-of them by name. Adding a stage is one module here and a config that lists it.
+of them by name. Adding a stage is one module here and a config that lists it; a stage defined
+elsewhere (your own package, a notebook) is made findable with `register(stage)`.
 
 What a stage's jitted functions depend on is one hashable `StepSpec`, built from the config in
 `step_spec` and nowhere else; compiled programs are cached by it.
@@ -95,14 +96,38 @@ class Stage:
         raise NotImplementedError
 
 
+#: Stages defined outside this package, by name (`register`).
+_REGISTERED: dict[str, Stage] = {}
+
+
+def _modules() -> set[str]:
+    return {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+
+
 def names() -> tuple[str, ...]:
-    """The stages this package holds (its modules), sorted."""
-    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+    """Every stage: this package's modules and the registered stages, sorted."""
+    return tuple(sorted(_modules() | set(_REGISTERED)))
+
+
+def register(stage: Stage) -> Stage:
+    """Make a stage defined outside this package findable by its name; ValueError when the name
+    is taken. `unregister(name)` undoes it."""
+    if stage.name in names():
+        raise ValueError(f"a stage named {stage.name!r} exists already")
+    _REGISTERED[stage.name] = stage
+    return stage
+
+
+def unregister(name: str) -> None:
+    """Forget a stage `register` added."""
+    del _REGISTERED[name]
 
 
 def get(name: str) -> Stage:
     """The stage called `name`; ValueError listing the known stages when there is none."""
-    if name not in names():
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name not in _modules():
         raise ValueError(f"unknown stage {name!r}; the stages are {names()}")
     return importlib.import_module(f"{__name__}.{name}").STAGE
 
