@@ -1,8 +1,9 @@
-"""The training loops: each stage data-parallel over every device, checkpointed and resumable.
+"""The training loop every stage runs: data-parallel over every device, checkpointed, resumable.
 
-`train_and_evaluate(config, workdir)` runs the configured stages in order, each in its own
-folder W/<stage> (checkpoints/, metrics.jsonl, tensorboard/, images/, config.json). Rerunning
-resumes every stage from its newest checkpoint; a finished stage is skipped.
+`train_and_evaluate(config, workdir)` runs the stages `config.stages` names, in order, each in
+its own folder W/<stage> (checkpoints/, metrics.jsonl, tensorboard/, images/, config.json).
+What a stage trains and how is its own (fsr_jax.stages); this loop knows none by name.
+Rerunning resumes every stage from its newest checkpoint; a finished stage is skipped.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from fsr_jax import observe, steps
+from fsr_jax import observe, stages
 
 
 class Clock:
@@ -38,7 +38,8 @@ def test_the_first_line_has_no_rate_and_later_ones_exclude_the_compilation(clock
 
 
 def test_every_loss_term_the_steps_log_is_explained():
-    names = set(re.findall(r'"([a-z_]+/[a-z_]+)"', inspect.getsource(steps)))
+    source = "".join(inspect.getsource(inspect.getmodule(type(stages.get(name)))) for name in stages.names())
+    names = set(re.findall(r'"([a-z_]+/[a-z_]+)"', source))
     assert {"denet/content", "d_lr/loss", "tnet/rec", "cycle/hr", "d_ds/loss"} <= names
     text = observe.explain_terms(names)
     assert "see the stage's step" not in text
