@@ -122,7 +122,11 @@ def run() -> None:
             app.run(main, flags_parser=parse_flags)
         except StoppedBeforeTraining as err:
             print(f"stopped: {err}", file=sys.stderr, flush=True)
-            sys.exit(128 + _STOP.signal)
+            sys.stdout.flush()
+            # Not sys.exit: a compilation may still run on a helper thread (Stopper.wait), and the
+            # interpreter's shutdown aborts the process under it. Nothing is left to write:
+            # checkpoints are written synchronously and a stage's summaries closed when it ends.
+            os._exit(128 + _STOP.signal)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ compiling) the run ends at once with one line, since there is nothing new to sav
 signal exits immediately without saving, and says so. With several processes, every process
 stops at the same step: the loop agrees at each call boundary, through JAX's preemption sync
 point (SIGTERM, which JAX's distributed runtime takes over) and a gather of the SIGINT flags.
+
+Python runs a signal handler wherever the main thread is, also inside a finaliser or a garbage
+collector callback (JAX registers one), where an exception is printed as "Exception ignored"
+and dropped. A stop raised there is therefore kept: it is not printed, and `check()` raises it
+again before the first training call and while a compilation is awaited.
 """
 from __future__ import annotations
 
@@ -36,16 +41,35 @@ class Stopper:
         self.calls = 0
         self.reason = ""
         self.previous: dict = {}
+        self.previous_unraisable_hook = None
 
     def __enter__(self) -> Stopper:
         """Take over SIGTERM and SIGINT (main thread only) until the block ends."""
         self.previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        self.previous_unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         self.previous = {}
+        if self.previous_unraisable_hook is not None:
+            sys.unraisablehook, self.previous_unraisable_hook = self.previous_unraisable_hook, None
+
+    def _unraisable(self, unraisable) -> None:
+        """Drop a stop raised where Python cannot raise (`check` raises it again); pass on the rest."""
+        if not isinstance(unraisable.exc_value, StoppedBeforeTraining):
+            self.previous_unraisable_hook(unraisable)
+
+    def _before_training(self) -> StoppedBeforeTraining:
+        name = signal.Signals(self.signal).name
+        return StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
+
+    def check(self) -> None:
+        """Raise StoppedBeforeTraining when a signal came before the training loop (its first
+        raise may have been dropped, see the module docstring)."""
+        if self.signal is not None and not self.in_loop:
+            raise self._before_training()
 
     def _handle(self, signum, frame) -> None:
         del frame
@@ -59,7 +83,7 @@ class Stopper:
             print(f"\n{name}: saving a checkpoint after the current step, then stopping "
                   "(send it again to exit at once without saving)", file=sys.stderr, flush=True)
         else:
-            raise StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
+            raise self._before_training()
 
     def __bool__(self) -> bool:
         return self.signal is not None
@@ -101,6 +125,7 @@ class Stopper:
         thread.start()
         while thread.is_alive():
             thread.join(poll_s)
+            self.check()
         if "error" in result:
             raise result["error"]
         return result["value"]

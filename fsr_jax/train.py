@@ -186,6 +186,7 @@ class StageRun:
                                            self.mesh, stacked=True)
                 if count not in programs:
                     programs[count] = self.compile(count, state, batches, stop)
+                stop.check()
                 state, metrics = programs[count](state, batches)
                 if pending is not None:
                     self.process(*pending, interval)

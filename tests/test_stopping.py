@@ -42,3 +42,24 @@ def test_the_previous_handlers_come_back_and_wait_returns_or_raises():
         with pytest.raises(ZeroDivisionError):
             stop.wait(lambda: 1 / 0)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_stop_raised_inside_a_finaliser_is_kept_and_raised_by_check(capsys):
+    # Python runs the handler wherever the main thread is; inside a finaliser (or JAX's garbage
+    # collector callback) the exception is dropped. The stop must survive that, silently.
+    class SignalsWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):   # bytecodes, where the handler runs
+                pass
+
+    with stopping.Stopper() as stop:
+        SignalsWhenCollected()      # collected at once: the handler raises inside __del__
+        assert stop.signal == signal.SIGTERM
+        with pytest.raises(stopping.StoppedBeforeTraining, match="SIGTERM before training started"):
+            stop.check()
+        with pytest.raises(stopping.StoppedBeforeTraining):
+            stop.wait(lambda: time.sleep(30))   # also while a compilation is awaited
+    assert "Exception ignored" not in capsys.readouterr().err
+    stop.in_loop = True
+    stop.check()                    # in the loop a signal is a flag, not an exception
