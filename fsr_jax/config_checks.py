@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-from fsr_jax import checkpointing, losses, models, stages
+from fsr_jax import checkpointing, edges, losses, models, stages
 from fsr_jax.data.config import problems as data_problems
 from fsr_jax.inference import SR_NETS
 from fsr_jax.steps import make_optimizer
@@ -68,9 +68,10 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
     if config.mode not in MODES:
         check(f"mode must be one of {MODES}, got {config.mode!r}")
     problems += stage_order_problems(tuple(config.stages))
+    sr_net = None
     if not non_positive_sizes(config):
         try:
-            models.build_sr(config.model), models.build_downsampler(config.model)
+            sr_net, _ = models.build_sr(config.model), models.build_downsampler(config.model)
         except ValueError as err:
             check(f"model: {err}")
     for stage_name in config.stages:
@@ -100,10 +101,14 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
     for key in ("log_every", "images_every", "checkpoint_every", "keep_checkpoints", "steps_per_call"):
         if train[key] <= 0:
             check(f"train.{key} must be positive, got {train[key]}")
-    if train.steps_per_call > 1 and config.model.sr.canny_impl == "opencv":
-        check(f"train.steps_per_call={train.steps_per_call} needs model.sr.canny_impl='jax': the "
-              f"'opencv' Canny is a host callback, which cannot run inside a loop of several steps "
-              f"on the device (set train.steps_per_call=1, or canny_impl='jax')")
+    hosted = sr_net.host_priors() if sr_net is not None else []
+    if train.steps_per_call > 1 and hosted:
+        settings = [f"model.sr.{f}={sr_net.prior_field(f)!r}" for name in hosted
+                    for f in edges.PRIORS[name].implementation_fields]
+        check(f"train.steps_per_call={train.steps_per_call} needs edge priors computed on the device, "
+              f"but {hosted} run through a host callback with {', '.join(settings)}, which a loop of "
+              f"several steps on the device cannot run: set train.steps_per_call=1, or change "
+              f"{' / '.join(s.split('=')[0] for s in settings)}")
     data = config.data
     if data.hr_size != data.lr_size * config.model.sr.scale:
         check(f"data.hr_size ({data.hr_size}) must be data.lr_size ({data.lr_size}) x "

@@ -268,6 +268,9 @@ class EdgePrior:
     implementation_fields: tuple[str, ...] = ()
     #: check(**fields) raises ValueError naming a field whose value fn cannot use; or None.
     check: Callable[..., None] | None = None
+    #: on_host(**fields): whether fn runs as a host callback with these field values (a loop of
+    #: several training steps on the device cannot run one); None: never.
+    on_host: Callable[..., bool] | None = None
 
     def __post_init__(self):
         if self.panel not in PANELS:
@@ -323,6 +326,11 @@ def _check_canny(canny_thresholds, canny_impl) -> None:
         raise ValueError(f"canny_thresholds must be (low, high), got {canny_thresholds!r}")
 
 
+def _canny_on_host(canny_thresholds, canny_impl) -> bool:
+    del canny_thresholds
+    return canny_impl == "opencv"
+
+
 def _dog_prior(images: jax.Array, dog_sigmas: tuple[float, float]) -> jax.Array:
     return dog(images, dog_sigmas)
 
@@ -339,7 +347,7 @@ register_prior("canny", EdgePrior(
     # 'jax': Canny on the device, pixel-equal to cv2.Canny (fast, allows several training steps
     # per call); 'opencv': cv2.Canny through a host callback (the reference).
     fields={"canny_thresholds": (50.0, 150.0), "canny_impl": "jax"},
-    panel="binary", implementation_fields=("canny_impl",), check=_check_canny))
+    panel="binary", implementation_fields=("canny_impl",), check=_check_canny, on_host=_canny_on_host))
 register_prior("dog", EdgePrior(
     _dog_prior,
     # Decision: sigmas 1.0 and 1.6, the usual ratio approximating the LoG.

@@ -165,8 +165,14 @@ def test_invalid_values_are_refused_before_any_work(tmp_path):
 
     def several_steps_with_host_canny(c):
         c.train.steps_per_call, c.model.sr.canny_impl = 4, "opencv"
-    assert "train.steps_per_call=4 needs model.sr.canny_impl='jax'" in _invalid(
+    assert ("train.steps_per_call=4 needs edge priors computed on the device, but ['canny'] run "
+            "through a host callback with model.sr.canny_impl='opencv', which a loop of several steps "
+            "on the device cannot run: set train.steps_per_call=1, or change model.sr.canny_impl") in _invalid(
         several_steps_with_host_canny, tmp_path)
+    without_canny = smoke.get_config()
+    several_steps_with_host_canny(without_canny)
+    without_canny.model.sr.edges = ("dog",)    # the host Canny is never called: accepted
+    config_checks.validate(without_canny, tmp_path, 1)
 
 
 def main_command(workdir, *overrides, tfds_dir):

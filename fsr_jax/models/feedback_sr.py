@@ -168,6 +168,11 @@ class FeedbackSR(nn.Module):
         """{field: value} of the config fields `prior` reads."""
         return {name: self.prior_field(name) for name in prior.fields}
 
+    def host_priors(self) -> list[str]:
+        """The priors of `edges` that run as host callbacks with this net's field values."""
+        return [name for name in self.edges if edge_ops.PRIORS[name].on_host is not None
+                and edge_ops.PRIORS[name].on_host(**self.fields_of(edge_ops.PRIORS[name]))]
+
     def edge_prior(self, name: str | None, image: jax.Array) -> jax.Array:
         """Edge map (B, H, W, 1) float32 of an SR image by the prior `name`, or zeros for None."""
         if name is None:
