@@ -94,17 +94,15 @@ class StageRun:
         self.tx, self.steps_fn, self.preview = compiled(self.spec, mesh)
 
     def initial_state(self, workdir: str) -> tuple[TrainState, int]:
-        """The newest checkpoint's state (and the data position restored), else a fresh one."""
+        """The newest checkpoint's state (and the data position restored), else a fresh one. The
+        parameters a stage takes frozen are read from their own checkpoints only for a fresh
+        state: a checkpoint of the stage holds them."""
         repl = replicated(self.mesh)
-        frozen = self.stage.load_frozen(self.config, workdir)
-
-        def fresh(frozen_params):
-            return stages.init_state(self.spec, self.tx, self.config.seed, frozen_params)
-
         if self.checkpoints.latest_step() is None:
-            state = jax.jit(fresh, out_shardings=repl)(frozen)
-            return state, 0
-        abstract = jax.eval_shape(fresh, frozen)
+            frozen = self.stage.load_frozen(self.config, workdir)
+            fresh = functools.partial(stages.init_state, self.spec, self.tx, self.config.seed)
+            return jax.jit(fresh, out_shardings=repl)(frozen), 0
+        abstract = stages.abstract_state(self.spec, self.tx, self.config.seed)
         abstract = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
         state, data_state, step = checkpointing.restore(self.checkpoints, abstract)

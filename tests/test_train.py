@@ -2,6 +2,7 @@
 import json
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,23 @@ def test_four_steps_per_call_equal_one_step_per_call(tmp_path, tfds_dir, recorde
     lines = (tmp_path / "four" / STAGE2 / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [4, 6]
     assert sorted(int(p.name) for p in (tmp_path / "four" / STAGE1 / "checkpoints").iterdir()) == [4, 8]
+
+
+def test_stage2_resumes_from_its_own_checkpoint_without_the_stage1_run(tmp_path, tfds_dir, caplog):
+    # A stage-2 checkpoint holds the frozen DeNet: resuming needs neither stage 1's checkpoints
+    # (deleted here) nor reads them.
+    train.train_and_evaluate(smoke_config(tfds_dir, s1=1, s2=2), str(tmp_path))
+    denet_then, _ = checkpointing.restore_params(tmp_path / STAGE2 / "checkpoints", ("denet",))
+    shutil.rmtree(tmp_path / STAGE1)
+    config = smoke_config(tfds_dir, s2=4)
+    config.stages = (STAGE2,)
+    with caplog.at_level("INFO"):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert "takes DeNet from" not in caplog.text
+    params, step = checkpointing.restore_params(tmp_path / STAGE2 / "checkpoints", ("denet", "tnet"))
+    assert step == 4
+    for a, b in zip(jax.tree_util.tree_leaves(denet_then["denet"]), jax.tree_util.tree_leaves(params["denet"])):
+        np.testing.assert_array_equal(b, a)
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 2])
