@@ -46,12 +46,13 @@ def non_positive_sizes(config: ml_collections.ConfigDict) -> list[str]:
 def stage_order_problems(names: tuple[str, ...]) -> list[str]:
     """Problems of `config.stages`: none, unknown or repeated stages, or one listed before a
     stage it comes after."""
+    known = stages.names()
     if not names:
-        return [f"stages must list some of {stages.names()}, got ()"]
+        return [f"stages must list some of {known}, got ()"]
     problems = []
-    unknown = [n for n in names if n not in stages.names()]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        problems.append(f"stages: unknown {unknown}; the stages are {stages.names()}")
+        problems.append(f"stages: unknown {unknown}; the stages are {known}")
     if len(set(names)) != len(names):
         problems.append(f"stages must not repeat a stage, got {names!r}")
     for name in (n for n in names if n not in unknown):
@@ -71,7 +72,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
     sr_net = None
     if not non_positive_sizes(config):
         try:
-            sr_net, _ = models.build_sr(config.model), models.build_downsampler(config.model)
+            sr_net = models.build_sr(config.model)
+            models.build_downsampler(config.model)
         except ValueError as err:
             check(f"model: {err}")
     for stage_name in config.stages:
@@ -103,12 +105,12 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
             check(f"train.{key} must be positive, got {train[key]}")
     hosted = sr_net.host_priors() if sr_net is not None else []
     if train.steps_per_call > 1 and hosted:
-        settings = [f"model.sr.{f}={sr_net.prior_field(f)!r}" for name in hosted
-                    for f in edges.PRIORS[name].implementation_fields]
+        fields = [f for name in hosted for f in edges.PRIORS[name].implementation_fields]
+        settings = ", ".join(f"model.sr.{f}={sr_net.prior_field(f)!r}" for f in fields)
         check(f"train.steps_per_call={train.steps_per_call} needs edge priors computed on the device, "
-              f"but {hosted} run through a host callback with {', '.join(settings)}, which a loop of "
-              f"several steps on the device cannot run: set train.steps_per_call=1, or change "
-              f"{' / '.join(s.split('=')[0] for s in settings)}")
+              f"but {hosted} run through a host callback with {settings}, which a loop of several "
+              f"steps on the device cannot run: set train.steps_per_call=1, or change "
+              f"{' / '.join(f'model.sr.{f}' for f in fields)}")
     data = config.data
     if data.hr_size != data.lr_size * config.model.sr.scale:
         check(f"data.hr_size ({data.hr_size}) must be data.lr_size ({data.lr_size}) x "

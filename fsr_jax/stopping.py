@@ -61,15 +61,12 @@ class Stopper:
         if not isinstance(unraisable.exc_value, StoppedBeforeTraining):
             self.previous_unraisable_hook(unraisable)
 
-    def _before_training(self) -> StoppedBeforeTraining:
-        name = signal.Signals(self.signal).name
-        return StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
-
     def check(self) -> None:
-        """Raise StoppedBeforeTraining when a signal came before the training loop (its first
-        raise may have been dropped, see the module docstring)."""
+        """Raise StoppedBeforeTraining when a signal came before the training loop (the handler
+        raises it at once; that raise may have been dropped, see the module docstring)."""
         if self.signal is not None and not self.in_loop:
-            raise self._before_training()
+            name = signal.Signals(self.signal).name
+            raise StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
 
     def _handle(self, signum, frame) -> None:
         del frame
@@ -82,8 +79,7 @@ class Stopper:
         if self.in_loop:
             print(f"\n{name}: saving a checkpoint after the current step, then stopping "
                   "(send it again to exit at once without saving)", file=sys.stderr, flush=True)
-        else:
-            raise self._before_training()
+        self.check()
 
     def __bool__(self) -> bool:
         return self.signal is not None

@@ -13,6 +13,7 @@ What a stage's jitted functions depend on is one hashable `StepSpec`, built from
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pathlib
 import pkgutil
@@ -100,8 +101,10 @@ class Stage:
 _REGISTERED: dict[str, Stage] = {}
 
 
-def _modules() -> set[str]:
-    return {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+@functools.cache
+def _modules() -> frozenset[str]:
+    """This package's stage modules (read from disk once: they do not change while running)."""
+    return frozenset(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def names() -> tuple[str, ...]:

@@ -188,10 +188,10 @@ class TeacherStudent(Stage):
                        "train DSNet in two cycles at once (the teacher's and the student's), which "
                        "this step does not do: set stage2.student=False (Table 3's cycle teacher) "
                        "or stage2.cycle=False (a student without the LR cycle)")
-        resuming = checkpointing.latest_step(pathlib.Path(workdir) / self.name / "checkpoints") is not None
-        if s2.teacher == "denet" and DEGRADATION.name not in config.stages and not resuming:
-            folder = denet_checkpoints(config, workdir)  # a stage-2 checkpoint holds DeNet itself
-            if checkpointing.latest_step(folder) is None:
+        if s2.teacher == "denet" and DEGRADATION.name not in config.stages:
+            own = pathlib.Path(workdir) / self.name / "checkpoints"  # a stage-2 checkpoint holds DeNet
+            folder = denet_checkpoints(config, workdir)
+            if checkpointing.latest_step(own) is None and checkpointing.latest_step(folder) is None:
                 out.append(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in "
                            f"{folder}: set stage2.denet_checkpoint to a stage-1 workdir, or train "
                            f"stage 1 first")
