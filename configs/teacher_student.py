@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
         content_weight=1.0,        # alpha_1
         adversarial_weight=0.05,   # beta_1
         gan_loss="logistic",       # the paper's log-loss ('hinge': LRGAN / SCGAN)
+        # Remedies for a DeNet whose LR is speckled or out of range (off: the paper's training):
+        clip_for_discriminator=False,  # D_LR sees DeNet's output clipped to [0, 1], as real LR is
+        discriminator_lr_scale=1.0,    # D_LR's learning rate relative to DeNet's (< 1: a slower D)
     ))
 
     # Stage 2: TNet, SNet, DSNet, DeNet frozen from stage 1, batch 4.
@@ -84,7 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
         # of a checkpoint: each gives one net (tnet or snet) and must match config.model.sr and
         # the data's lr/hr sizes; results go to W/eval/weights-<step>/.
         weights="",
-        nets=("tnet", "snet"),     # SR nets run beside the bicubic baseline; ones the run lacks are skipped
+        # SR nets run beside the bicubic baseline, and 'denet': the report on DeNet as a model of
+        # real LR (held-out HR faces through DeNet against bicubic and real LR; needs a test set
+        # with HR and one of real LR). Nets the run lacks are skipped.
+        nets=("tnet", "snet", "denet"),
         test_sets=(),              # names among the data's test sets to evaluate (empty: all)
         max_images=0,              # faces per test set, first in file-name order (0: all)
         fid_reference_images=0,    # HR training faces real-LR sets' FID is scored against (0: all)

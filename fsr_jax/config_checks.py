@@ -14,8 +14,8 @@ import ml_collections
 
 from fsr_jax import checkpointing, edges, losses, models, stages
 from fsr_jax.data.config import problems as data_problems
-from fsr_jax.inference import SR_NETS
 from fsr_jax.steps import make_optimizer
+from fsr_jax.weights_file import NETS
 
 MODES = ("train", "eval")
 
@@ -251,7 +251,7 @@ def validate_eval(config: ml_collections.ConfigDict) -> None:
     if ev.step and ev.weights:
         problems.append(f"eval.step={ev.step} picks a checkpoint and eval.weights={ev.weights!r} gives "
                         f"weights files instead: set one of them")
-    if any(n not in SR_NETS for n in ev.nets):
-        problems.append(f"eval.nets must name some of {SR_NETS}, got {tuple(ev.nets)!r}")
+    if not ev.nets or any(n not in NETS for n in ev.nets):
+        problems.append(f"eval.nets must name some of {tuple(NETS)}, got {tuple(ev.nets)!r}")
     if problems:
         raise ConfigError("invalid eval config:\n  - " + "\n  - ".join(problems))

@@ -271,6 +271,8 @@ class EdgePrior:
     #: on_host(**fields): whether fn runs as a host callback with these field values (a loop of
     #: several training steps on the device cannot run one); None: never.
     on_host: Callable[..., bool] | None = None
+    #: The map's column title in image grids ('' : the prior's registered name).
+    title: str = ""
 
     def __post_init__(self):
         if self.panel not in PANELS:
@@ -347,9 +349,10 @@ register_prior("canny", EdgePrior(
     # 'jax': Canny on the device, pixel-equal to cv2.Canny (fast, allows several training steps
     # per call); 'opencv': cv2.Canny through a host callback (the reference).
     fields={"canny_thresholds": (50.0, 150.0), "canny_impl": "jax"},
-    panel="binary", implementation_fields=("canny_impl",), check=_check_canny, on_host=_canny_on_host))
+    panel="binary", implementation_fields=("canny_impl",), check=_check_canny, on_host=_canny_on_host,
+    title="Canny"))
 register_prior("dog", EdgePrior(
     _dog_prior,
     # Decision: sigmas 1.0 and 1.6, the usual ratio approximating the LoG.
     fields={"dog_sigmas": (1.0, 1.6)},
-    panel="signed", check=_check_dog))
+    panel="signed", check=_check_dog, title="DoG"))

@@ -21,8 +21,9 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from fsr_jax import config_checks, data, inference, metrics, observe, tables
+from fsr_jax import checkpointing, config_checks, data, degradation_report, inference, metrics, observe, tables
 from fsr_jax.metrics import registry
+from fsr_jax.weights_file import SR_NETS
 
 
 def eval_dir(workdir: str | pathlib.Path, step: int | str) -> pathlib.Path:
@@ -118,24 +119,83 @@ def write_images(folder: pathlib.Path, outputs: dict[str, np.ndarray], names: li
             Image.fromarray(face).save(folder / method / f"{pathlib.Path(name).stem}.png")
 
 
-def write_grids(folder: pathlib.Path, set_name: str, columns: list[np.ndarray], per_grid: int) -> None:
-    """folder/<set>_<k>.png: `per_grid` faces a row each, columns side by side (LR enlarged by
-    pixel repetition); columns are uint8 (N, h, w, 3) of any sizes dividing the largest."""
+def write_grids(folder: pathlib.Path, set_name: str, columns: dict[str, np.ndarray], per_grid: int) -> None:
+    """folder/<set>_<k>.png: `per_grid` faces a row each, columns side by side under their titles
+    (LR enlarged by pixel repetition); columns are {title: uint8 (N, h, w, 3)} of any sizes
+    dividing the largest."""
     folder.mkdir(parents=True, exist_ok=True)
-    size = max(c.shape[1] for c in columns)
-    for k, start in enumerate(range(0, len(columns[0]), per_grid)):
-        panels = [observe.to_panel(to_float(c[start:start + per_grid]), size) for c in columns]
-        Image.fromarray(observe.image_grid(panels)).save(folder / f"{set_name}_{k:03d}.png")
+    size = max(c.shape[1] for c in columns.values())
+    for k, start in enumerate(range(0, len(next(iter(columns.values()))), per_grid)):
+        panels = [observe.to_panel(to_float(c[start:start + per_grid]), size) for c in columns.values()]
+        Image.fromarray(observe.titled_grid(panels, list(columns))).save(folder / f"{set_name}_{k:03d}.png")
+
+
+def load_networks(config: ml_collections.ConfigDict, workdir: str) -> tuple[inference.TrainedSR | None,
+                                                                          inference.TrainedNet | None, str, str]:
+    """(the SR nets, DeNet, the name of the results folder under W/eval/, a description of the
+    source) that `config.eval` asks for: from the files of `eval.weights`, or from the run in
+    `workdir` (checkpoint `eval.step` of stage 2, whose DeNet is the one its teacher trained
+    on; a run with stage 1 alone gives DeNet alone). Either may be None where not asked for
+    or, for DeNet beside SR nets, where the run has none (logged)."""
+    ev = config.eval
+    sr_names = tuple(n for n in ev.nets if n in SR_NETS)
+    if ev.weights:
+        files = weight_files(ev.weights)
+        loaded = inference.load_weights_files(files, tuple(ev.nets), config.model, config.data)
+        if not loaded:
+            raise inference.missing_nets_error(files, tuple(ev.nets))
+        sr_loaded = {n: loaded[n] for n in sr_names if n in loaded}
+        trained = inference.TrainedSR.from_files(sr_loaded) if sr_loaded else None
+        denet = loaded.get("denet")
+        steps = sorted({t.step for t in loaded.values()})
+        source = ", ".join(f"{t.origin} (checkpoint {t.step})" for t in loaded.values())
+        return trained, denet, "weights-" + "-".join(map(str, steps)), source
+    first = inference.stage_dir(workdir, inference.DEGRADATION.name) / "checkpoints"
+    stage1_alone = (checkpointing.latest_step(inference.stage_dir(workdir) / "checkpoints") is None
+                    and checkpointing.latest_step(first) is not None)
+    trained = None
+    if sr_names and not (stage1_alone and "denet" in ev.nets):
+        trained = inference.load_trained_sr(workdir, names=sr_names, step=ev.step or None, model_config=config.model)
+    denet = None
+    if "denet" in ev.nets:
+        try:
+            denet = inference.load_trained_denet(workdir, trained.step if trained else None)
+        except checkpointing.CheckpointError as err:
+            if trained is None:
+                raise
+            logging.warning("no DeNet report: %s", err)
+    if trained is not None:
+        return trained, denet, str(trained.step), f"{workdir}, checkpoint {trained.step}"
+    return None, denet, f"degradation-{denet.step}", f"{denet.origin}, checkpoint {denet.step}"
+
+
+def denet_section(denet: inference.TrainedNet, tests: dict[str, dict], batch_size: int) -> dict | None:
+    """The DeNet report (`degradation_report.report`) on the first test set with HR faces and the
+    first of real LR faces alone, with its set names, DeNet's origin and the contact sheet; None
+    (logged) when the test sets lack either kind."""
+    hr_set = next((n for n, t in tests.items() if t["hr"] is not None), None)
+    real_set = next((n for n, t in tests.items() if t["hr"] is None), None)
+    if hr_set is None or real_set is None:
+        logging.warning("no DeNet report: it needs a test set with HR faces and one of real LR faces alone; "
+                        "the test sets are %s", list(tests))
+        return None
+    hr, real = tests[hr_set]["hr"], tests[real_set]["lr"]
+    lr = degradation_report.denet_lr(denet.model, denet.params, hr, batch_size)
+    result = degradation_report.report(hr, real, lr, lambda faces: features(faces, batch_size))
+    sheet = degradation_report.contact_sheet(hr, lr, real)
+    return {"hr_set": hr_set, "real_set": real_set, "origin": denet.origin, "step": denet.step, **result,
+            "sheet": sheet}
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluate checkpoint `config.eval.step` (0: the newest) of W/teacher_student, or the files
     of `config.eval.weights`, on the test sets; write W/eval/<step>/ (weights: W/eval/weights-<step>/;
-    see the module docstring) and return the metrics dict.
+    a run of stage 1 alone: W/eval/degradation-<step>/; see the module docstring) and return the
+    metrics dict.
 
-    The networks come from `inference.load_trained_sr`: a checkpoint is restored into the run's
-    own model (a differing config.model is logged and ignored); weights files must match
-    config.model.sr and the data's lr/hr sizes, and the module is built from config.model.
+    The networks come from `load_networks`: a checkpoint is restored into the run's own model
+    (a differing config.model is logged and ignored); weights files must match config.model and
+    the data's lr/hr sizes, and the modules are built from config.model.
 
     Raises:
       ConfigError: bad eval settings, unknown test set names, or two weights files of one net.
@@ -146,17 +206,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     config_checks.validate_eval(config)
     ev = config.eval
-    if ev.weights:
-        trained = inference.load_trained_sr(weights=weight_files(ev.weights), names=tuple(ev.nets),
-                                            model_config=config.model, data_config=config.data)
-        out = eval_dir(workdir, "weights-" + "-".join(map(str, sorted(set(trained.steps.values())))))
-        source = ", ".join(f"{trained.origins[n]} (checkpoint {trained.steps[n]})" for n in trained.params)
-    else:
-        trained = inference.load_trained_sr(workdir, names=tuple(ev.nets), step=ev.step or None,
-                                            model_config=config.model)
-        out, source = eval_dir(workdir, trained.step), f"{workdir}, checkpoint {trained.step}"
-    model, params, step = trained.model, trained.params, trained.step
-    scale = model.scale
+    trained, denet, folder, source = load_networks(config, workdir)
+    out = eval_dir(workdir, folder)
     names = tuple(ev.test_sets) or data.test_set_names(config.data)
     unknown = sorted(set(names) - set(data.test_set_names(config.data)))
     if not names or unknown:
@@ -164,7 +215,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"eval.test_sets {list(names)}: {unknown or 'none'} unknown; data.test_sets has "
             f"{list(data.test_set_names(config.data))} (add one with --test_set=NAME=FOLDER)")
     writer = jax.process_index() == 0
-    logging.info("evaluating %s: %s on %s", source, ", ".join(params), ", ".join(names))
+    nets = list(trained.params) if trained else []
+    logging.info("evaluating %s: %s on %s", source, ", ".join(nets + (["denet"] if denet else [])), ", ".join(names))
     reference_cache = []
 
     def reference():
@@ -172,23 +224,37 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             reference_cache.append(hr_training_features(config.data, ev.fid_reference_images, ev.batch_size))
         return reference_cache[0]
 
-    sets = {}
+    sets, tests = {}, {}
     for name in tqdm.tqdm(names, desc="test sets", unit=" sets"):
-        test = data.load_test_set(config.data, name, ev.max_images or None)
-        outputs = {"bicubic": inference.bicubic_upscale(test["lr"], scale)}
-        for net, net_params in params.items():
-            outputs[net] = inference.super_resolve(model, net_params, test["lr"], ev.batch_size, desc=f"{name} {net}")
+        test = tests[name] = data.load_test_set(config.data, name, ev.max_images or None)
+        if trained is None:
+            continue
+        outputs = {"bicubic": inference.bicubic_upscale(test["lr"], trained.model.scale)}
+        for net, net_params in trained.params.items():
+            outputs[net] = inference.super_resolve(trained.model, net_params, test["lr"], ev.batch_size,
+                                                   desc=f"{name} {net}")
         sets[name] = score_set(outputs, test["hr"], reference, ev.batch_size)
         if writer and ev.save_images:
             write_images(out / "images" / name, outputs, test["names"])
         if writer and ev.grid_faces:
-            columns = [test["lr"], *outputs.values()] + ([test["hr"]] if test["hr"] is not None else [])
+            columns = {"LR": test["lr"], **{tables.METHOD_NAMES[m].split(" (")[0]: faces for m, faces in outputs.items()}}
+            if test["hr"] is not None:
+                columns["HR"] = test["hr"]
             write_grids(out / "grids", name, columns, ev.grid_faces)
-    results = {"workdir": str(workdir), "step": step, "nets": list(params),
+    results = {"workdir": str(workdir), "folder": folder, "step": trained.step if trained else None, "nets": nets,
                **registry.settings(), "eval": ev.to_dict(), "sets": sets}
     if ev.weights:
-        results["weights"] = trained.origins
-    table = tables.results_table(results, source)
+        results["weights"] = {**(trained.origins if trained else {}), **({"denet": denet.origin} if denet else {})}
+    report = denet_section(denet, tests, ev.batch_size) if denet is not None else None
+    parts = [tables.results_table(results, source)] if trained else [f"# {source}\n"]
+    if report is not None:
+        sheet = report.pop("sheet")
+        results["denet"] = report
+        parts.append(degradation_report.markdown(report, report["hr_set"], report["real_set"]))
+        if writer:
+            (out / "grids").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(sheet).save(out / "grids" / "denet_sheet.png")
+    table = "\n".join(parts)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(results, indent=2, default=list))

@@ -1,6 +1,7 @@
 """Super-resolution with a trained run: its SR networks restored from W/teacher_student or
 exported weights files (`load_trained_sr`, what every command that runs a trained net uses) and
 applied to uint8 faces in fixed-size batches, the PIL-bicubic baseline, and reading face files.
+DeNet, the degradation net, is loaded the same way (`load_trained_denet`).
 
 Imports and runs without TensorFlow or TFDS (accelerator hosts often have neither).
 """
@@ -19,21 +20,22 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from fsr_jax import checkpointing, models
+from fsr_jax import checkpointing, models, weights_file
+from fsr_jax.config_checks import ConfigError
 from fsr_jax.data import images
+from fsr_jax.stages.degradation import STAGE as DEGRADATION
 from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT
-
-SR_NETS = ("tnet", "snet")
-
-
-def stage_dir(workdir: str | pathlib.Path) -> pathlib.Path:
-    """W/teacher_student: the stage folder holding the SR networks' checkpoints."""
-    return pathlib.Path(workdir).expanduser() / TEACHER_STUDENT.name
+from fsr_jax.weights_file import SR_NETS, WeightsError
 
 
-def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a run's stage 2 was trained with (W/teacher_student/config.json), its `model`
-    section in today's field names (`models.upgrade_config`: older runs say `sr.steps`).
+def stage_dir(workdir: str | pathlib.Path, stage: str = TEACHER_STUDENT.name) -> pathlib.Path:
+    """W/<stage>, by default W/teacher_student: the stage folder holding the SR networks' checkpoints."""
+    return pathlib.Path(workdir).expanduser() / stage
+
+
+def run_config(workdir: str | pathlib.Path, stage: str = TEACHER_STUDENT.name) -> ml_collections.ConfigDict:
+    """The config a run's stage (by default stage 2) was trained with (W/<stage>/config.json), its
+    `model` section in today's field names (`models.upgrade_config`: older runs say `sr.steps`).
 
     Tuples come back as lists (JSON has no tuples).
 
@@ -41,7 +43,7 @@ def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
       CheckpointError: naming the file, when it is missing, not JSON, or holds a model this
         version cannot build.
     """
-    path = stage_dir(workdir) / "config.json"
+    path = stage_dir(workdir, stage) / "config.json"
     try:
         config = ml_collections.ConfigDict(json.loads(path.read_text()))
         config.model = models.upgrade_config(config.model)
@@ -70,6 +72,19 @@ def load_sr_networks(workdir: str | pathlib.Path, names: tuple[str, ...] = SR_NE
     return checkpointing.restore_params(folder, present, step)
 
 
+class TrainedNet(NamedTuple):
+    """One trained network ready to run: its `model` (module), host `params`, the checkpoint
+    `step` they come from, their `origin` (a workdir or weights file, as given) and `meta`: a
+    weights file's metadata (`weights_file.load_weights`), or for a checkpoint the same keys
+    net, step, model (the run's section) and data (lr_size, hr_size)."""
+
+    model: Any
+    params: Any
+    step: int
+    origin: str
+    meta: dict
+
+
 class TrainedSR(NamedTuple):
     """Trained SR networks ready to run (`load_trained_sr`).
 
@@ -93,9 +108,50 @@ class TrainedSR(NamedTuple):
         steps = set(self.steps.values())
         return steps.pop() if len(steps) == 1 else None
 
+    @classmethod
+    def from_files(cls, loaded: dict[str, TrainedNet]) -> TrainedSR:
+        """The SR nets of `load_weights_files`' result (which share one layout)."""
+        first = next(iter(loaded.values()))
+        return cls(first.model, {n: t.params for n, t in loaded.items()}, {n: t.step for n, t in loaded.items()},
+                   {n: t.origin for n, t in loaded.items()}, int(first.meta["data"]["lr_size"]))
+
     def describe(self, net: str) -> str:
         """'<net> of <workdir or file> (checkpoint <step>)'."""
         return f"{net} of {self.origins[net]} (checkpoint {self.steps[net]})"
+
+
+def load_weights_files(weights: Sequence[str | pathlib.Path], names: Sequence[str],
+                       model_config: ml_collections.ConfigDict | None = None,
+                       data_config: Any = None) -> dict[str, TrainedNet]:
+    """{net: TrainedNet} of the exported weights files among `weights` that hold a net of
+    `names` (files of other nets are read, checked and left out), in the order of `names`.
+
+    Every file must match `model_config` and `data_config` (`weights_file.load_weights`); without
+    them, every file must match the first one.
+
+    Raises:
+      WeightsError: naming the file, when it is missing, unreadable or does not match.
+      ConfigError: two files holding the same net.
+    """
+    loaded: dict[str, TrainedNet] = {}
+    for path in weights:
+        model, params, meta = weights_file.load_weights(path, model_config, data_config)
+        if model_config is None:  # the next files must match this one
+            model_config, data_config = ml_collections.ConfigDict(meta["model"]), meta["data"]
+        if meta["net"] in loaded:
+            raise ConfigError(f"weights files {loaded[meta['net']].origin} and {path} both hold {meta['net']}")
+        loaded[meta["net"]] = TrainedNet(model, params, meta["step"], str(path), meta)
+    return {n: loaded[n] for n in names if n in loaded}
+
+
+def missing_nets_error(weights: Sequence[str | pathlib.Path], names: Sequence[str]) -> WeightsError:
+    """The error for weights files none of which holds a net of `names`."""
+    expected = repr(names[0]) if len(names) == 1 else f"one of {list(names)}"
+    found = {}
+    for path in weights:
+        found[str(path)] = weights_file.load_weights(path)[2]["net"]
+    return WeightsError("; ".join(f"{path}: net is {net!r} in the file, {expected} expected"
+                                  for path, net in found.items()))
 
 
 def load_trained_sr(workdir: str | pathlib.Path | None = None, weights: Sequence[str | pathlib.Path] = (),
@@ -139,26 +195,41 @@ def load_trained_sr(workdir: str | pathlib.Path | None = None, weights: Sequence
                          dict.fromkeys(params, str(workdir)), int(run.data.lr_size))
     if step is not None:
         raise ValueError(f"step={step} picks a checkpoint of a workdir; a weights file holds one step")
-    from fsr_jax import export  # noqa: PLC0415 (export imports this module)
+    loaded = load_weights_files(weights, names, model_config, data_config)
+    if not loaded:
+        raise missing_nets_error(weights, names)
+    return TrainedSR.from_files(loaded)
 
-    model, loaded = None, {}
-    for path in weights:
-        model, params, meta = export.load_weights(path, model_config, data_config)
-        if model_config is None:  # the next files must match this one
-            model_config, data_config = ml_collections.ConfigDict(meta["model"]), meta["data"]
-        if meta["net"] in loaded:
-            # Here only: config_checks imports this module, and the training code.
-            from fsr_jax.config_checks import ConfigError  # noqa: PLC0415
 
-            raise ConfigError(f"weights files {loaded[meta['net']][0]} and {path} both hold {meta['net']}")
-        loaded[meta["net"]] = (str(path), params, meta)
-    nets = [n for n in names if n in loaded]
-    if not nets:
-        expected = repr(names[0]) if len(names) == 1 else f"one of {list(names)}"
-        raise export.WeightsError("; ".join(f"{path}: net is {net!r} in the file, {expected} expected"
-                                            for net, (path, _, _) in loaded.items()))
-    return TrainedSR(model, {n: loaded[n][1] for n in nets}, {n: loaded[n][2]["step"] for n in nets},
-                     {n: loaded[n][0] for n in nets}, int(loaded[nets[0]][2]["data"]["lr_size"]))
+def load_trained_denet(workdir: str | pathlib.Path, step: int | None = None) -> TrainedNet:
+    """DeNet of a trained run: from checkpoint `step` (default: the newest) of W/teacher_student,
+    which holds the DeNet its teacher trained on, or, where stage 2 has no checkpoint or took
+    none (bicubic or cycle teachers), the newest of W/degradation.
+
+    Raises:
+      CheckpointError: naming the folders, when neither holds a DeNet (or checkpoint `step` of
+        stage 2 holds none).
+    """
+    second = stage_dir(workdir) / "checkpoints"
+    if checkpointing.latest_step(second) is not None:
+        saved, found = checkpointing.saved_networks(second, step)
+        if "denet" in saved:
+            params, found = checkpointing.restore_params(second, ("denet",), found)
+            return _checkpoint_denet(params["denet"], found, workdir, TEACHER_STUDENT.name)
+        if step is not None:
+            raise checkpointing.CheckpointError(f"checkpoint {step} in {second} holds no DeNet (it has {list(saved)})")
+    first = stage_dir(workdir, DEGRADATION.name) / "checkpoints"
+    if checkpointing.latest_step(first) is None:
+        raise checkpointing.CheckpointError(f"no DeNet in {workdir}: neither {second} nor {first} holds one")
+    params, found = checkpointing.restore_params(first, ("denet",))
+    return _checkpoint_denet(params["denet"], found, workdir, DEGRADATION.name)
+
+
+def _checkpoint_denet(params: Any, step: int, workdir: str | pathlib.Path, stage: str) -> TrainedNet:
+    run = run_config(workdir, stage)
+    meta = {"net": "denet", "step": step, "model": run.model.to_dict(),
+            "data": {"lr_size": int(run.data.lr_size), "hr_size": int(run.data.hr_size)}}
+    return TrainedNet(models.build_downsampler(run.model), params, step, f"{workdir} ({stage})", meta)
 
 
 @functools.lru_cache(maxsize=8)

@@ -28,17 +28,6 @@ def reconstruction(target: jax.Array, outputs: Sequence[jax.Array]) -> jax.Array
     return sum(mse(target, out) for out in outputs) / len(outputs)
 
 
-def bicubic_down(hr: jax.Array, factor: int = 4) -> jax.Array:
-    """Antialiased bicubic x1/factor inside a jitted step: (B, H, W, C) in [0, 1] -> (B, H/f, W/f, C).
-
-    Clipped to [0, 1] as PIL clips its uint8 output; then within 3 grey levels of PIL's
-    BICUBIC. DeNet's content target and the `bicubic` teacher's input.
-    """
-    b, h, w, c = hr.shape
-    small = jax.image.resize(hr, (b, h // factor, w // factor, c), "bicubic", antialias=True)
-    return jnp.clip(small, 0.0, 1.0)
-
-
 def generator_adversarial(fake_logits: jax.Array, kind: str) -> jax.Array:
     """The generator's adversarial loss on the discriminator's logits of its fakes (B, 1).
 

@@ -88,16 +88,22 @@ class Nets:
                    models.build_discriminator(model_cfg))
 
 
-def generator_update(state: NetState, loss_fn: Callable, tx) -> tuple[NetState, Any]:
-    """One Adam step of a generator on `loss_fn(params) -> (loss, aux)`; returns aux."""
+def generator_update(state: NetState, loss_fn: Callable, tx, lr_scale: float = 1.0) -> tuple[NetState, Any]:
+    """One Adam step of a generator on `loss_fn(params) -> (loss, aux)`; returns aux.
+
+    `lr_scale` multiplies the step: Adam's state does not depend on the learning rate, so this
+    is Adam at `lr_scale` times the schedule's rate."""
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if lr_scale != 1.0:
+        updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
     return NetState(optax.apply_updates(state.params, updates), opt_state), aux
 
 
 def discriminator_update(state: NetState, disc: nn.Module, real: jax.Array, fake: jax.Array,
-                         gan_loss: str, tx) -> tuple[NetState, jax.Array]:
-    """One Adam step of a discriminator: real vs the (gradient-stopped) pre-update fakes."""
+                         gan_loss: str, tx, lr_scale: float = 1.0) -> tuple[NetState, jax.Array]:
+    """One Adam step of a discriminator (at `lr_scale` times the learning rate): real vs the
+    (gradient-stopped) pre-update fakes."""
     fake = jax.lax.stop_gradient(fake)
 
     def loss_fn(params):
@@ -106,7 +112,7 @@ def discriminator_update(state: NetState, disc: nn.Module, real: jax.Array, fake
         loss = losses.discriminator_adversarial(real_logits, fake_logits, gan_loss)
         return loss, loss
 
-    return generator_update(state, loss_fn, tx)
+    return generator_update(state, loss_fn, tx, lr_scale)
 
 
 def _joint(names: tuple[str, ...], nets: dict[str, NetState]) -> NetState:

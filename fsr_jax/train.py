@@ -125,7 +125,9 @@ class StageRun:
 
     def summaries(self, writer: observe.SummaryWriter, state: TrainState, batch, step: int) -> None:
         grids = jax.device_get(self.preview(state, batch))
-        writer.images(step, {f"{self.name}/{name}": observe.image_grid(cols) for name, cols in grids.items()})
+        titles = self.stage.grid_titles(self.spec)
+        writer.images(step, {f"{self.name}/{name}": observe.titled_grid(cols, titles.get(name))
+                             for name, cols in grids.items()})
 
     def compile(self, count: int, state: TrainState, batches, stop: Stopper):
         """The compiled call of `count` steps, announced and timed; the main thread keeps

@@ -58,3 +58,26 @@ def test_a_cycle_teacher_with_a_cycled_student_is_refused():
         config.stage2.teacher = "cycle"
         config.stage2.update({k.split("__")[1]: v for k, v in fields.items()})
         config_checks.validate(config, "/nonexistent/workdir", 1)
+
+
+def test_stage_2_refuses_a_denet_trained_with_another_downsampler_setting(tmp_path):
+    """DeNet is restored by its parameters alone; a bicubic skip in stage 1 but not in stage 2 (or
+    back) would silently run another function."""
+    stage1 = tmp_path / "stage1_run" / "degradation"
+    (stage1 / "checkpoints").mkdir(parents=True)
+    trained = smoke.get_config()
+    trained.model.downsampler.bicubic_skip = True
+    (stage1 / "config.json").write_text(trained.to_json())
+    config = smoke.get_config()
+    config.stages = ("teacher_student",)
+    config.stage2.denet_checkpoint = str(stage1.parent)
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.validate(config, tmp_path / "new", 1)
+    lines = str(err.value).splitlines()[1:]
+    assert len(lines) == 2  # no checkpoint in the folder, and the differing field
+    assert lines[1] == (f"  - model.downsampler.bicubic_skip is False, but the stage-1 run that trained DeNet "
+                        f"({stage1 / 'config.json'}) has True: set --config.model.downsampler.bicubic_skip=True")
+    config.model.downsampler.bicubic_skip = True
+    with pytest.raises(config_checks.ConfigError) as err:
+        config_checks.validate(config, tmp_path / "new", 1)
+    assert len(str(err.value).splitlines()[1:]) == 1

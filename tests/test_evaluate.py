@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from configs import smoke
-from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics, tables
-from fsr_jax.metrics import registry
-from helpers import STAGE2
+from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics, models, tables
+from fsr_jax.metrics import lr_stats, registry
+from helpers import STAGE1, STAGE2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EVAL = dict(max_images=4, fid_reference_images=8, batch_size=8)
@@ -55,7 +55,9 @@ def test_eval_writes_a_complete_table_for_the_shared_test_sets(evaluated, smoke_
     lr_names = sorted(p.name for p in (faces_dir / "test" / "widerface" / "LR").glob("*.png"))[:4]
     assert sorted(p.name for p in (out / "images" / "widerface" / "snet").iterdir()) == lr_names
     grid = np.asarray(Image.open(out / "grids" / "celeba_000.png"))
-    assert grid.shape == (4 * 64, 5 * 64, 3)  # LR | bicubic | TNet | SNet | HR
+    band = grid.shape[0] - 4 * 64  # LR | bicubic | TNet | SNet | HR under a title band
+    assert grid.shape[1] == 5 * 64 and 10 <= band <= 20
+    assert all((grid[:band, 64 * k:64 * (k + 1)] < 128).any() for k in range(5))  # a title over each
 
 
 def test_paired_scores_are_those_of_the_saved_pngs_and_bicubic_is_pil(evaluated, smoke_run, faces_dir):
@@ -154,3 +156,30 @@ def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_remo
     assert list(metrics.REGISTRY) == ["fid", "psnr", "ssim", "lpips", "niqe"]
     again = evaluate.score_set(paired, hr, lambda: reference, 8)["methods"]["bicubic"]
     assert sorted(again) == sorted(PAIRED) and again["psnr"] == scores["psnr"]
+
+
+def test_eval_reports_denet_as_a_model_of_real_lr_with_a_titled_contact_sheet(evaluated, smoke_run, load_faces):
+    report = evaluated["denet"]
+    assert (report["hr_set"], report["real_set"], report["step"]) == ("celeba", "widerface", 2)
+    assert list(report["rows"]) == ["bicubic", "denet", "real"]
+    # The DeNet row is that of the DeNet stage 2 trained on, run here on the same HR faces.
+    params = checkpointing.restore_params(smoke_run / STAGE2 / "checkpoints", ("denet",))[0]["denet"]
+    model = inference.run_config(smoke_run)
+    denet = models.build_downsampler(model.model).apply({"params": params}, load_faces("test/celeba/HR", 4) / 255.0)
+    expected = lr_stats.set_statistics(255.0 * np.asarray(denet, np.float64))
+    for key in ("mean_rgb", "std_rgb", "laplacian_variance", "noise_sigma", "outside_share"):
+        assert report["rows"]["denet"][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-4)
+    assert {report["rows"][n]["frechet"]["n"] for n in ("bicubic", "denet")} == {4}
+    table = (smoke_run / "eval" / "2" / "table.md").read_text()
+    assert "## DeNet as a model of real LR (celeba HR through DeNet; real LR: widerface)" in table
+    sheet = np.asarray(Image.open(smoke_run / "eval" / "2" / "grids" / "denet_sheet.png"))
+    assert sheet.shape[1] == 4 * 64 and sheet.shape[0] > 4 * 64
+
+
+def test_a_run_of_stage_1_alone_is_evaluated_as_its_denet_report(tmp_path, smoke_run, faces_cfg):
+    shutil.copytree(smoke_run / STAGE1, tmp_path / STAGE1)
+    results = evaluate.evaluate(eval_config(faces_cfg), str(tmp_path))
+    assert results["sets"] == {} and results["nets"] == [] and results["denet"]["step"] == 2
+    out = tmp_path / "eval" / "degradation-2"
+    assert json.loads((out / "metrics.json").read_text())["denet"]["flaws"] == results["denet"]["flaws"]
+    assert "## DeNet as a model of real LR" in (out / "table.md").read_text()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from configs import smoke
-from fsr_jax import config_checks, evaluate, export, inference, models
+from fsr_jax import checkpointing, config_checks, evaluate, export, inference, models, weights_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "super_resolve.py"
@@ -39,22 +39,22 @@ def checkpoint_outputs(smoke_run, lr):
 def test_round_trip_gives_the_checkpoints_outputs(exported, smoke_run, load_faces):
     lr = load_faces("test/celeba/LR", 8).astype(np.float32) / 255.0
     expected, ckpt_params = checkpoint_outputs(smoke_run, lr)
-    model, params, meta = export.load_weights(exported["snet", "float32"], net="snet")
+    model, params, meta = weights_file.load_weights(exported["snet", "float32"], net="snet")
     run = inference.run_config(smoke_run)
     assert meta["net"] == "snet" and meta["step"] == 2 and meta["dtype"] == "float32"
     assert meta["model"] == json.loads(run.model.to_json())
     assert meta["data"] == {"lr_size": 16, "hr_size": 64}
-    flat, flat_ckpt = export._flat(params), export._flat(ckpt_params)
+    flat, flat_ckpt = weights_file.flat(params), weights_file.flat(ckpt_params)
     assert flat.keys() == flat_ckpt.keys()
     assert all(np.array_equal(flat[k], flat_ckpt[k]) and flat[k].dtype == np.float32 for k in flat)
     np.testing.assert_array_equal(np.asarray(model.apply({"params": params}, lr)), expected)
 
     # float16 storage: each weight within float16's rounding (relative 2^-11) of the checkpoint's,
     # loaded as float32 and half the file size.
-    model16, params16, meta16 = export.load_weights(exported["snet", "float16"])
+    model16, params16, meta16 = weights_file.load_weights(exported["snet", "float16"])
     assert meta16["dtype"] == "float16"
     assert exported["snet", "float16"].stat().st_size < 0.55 * exported["snet", "float32"].stat().st_size
-    for k, value in export._flat(params16).items():
+    for k, value in weights_file.flat(params16).items():
         assert value.dtype == np.float32
         np.testing.assert_allclose(value, flat_ckpt[k], rtol=2.0**-11, atol=2.0**-24)
     out16 = np.asarray(model16.apply({"params": params16}, lr))
@@ -73,23 +73,23 @@ def test_a_file_of_another_layout_or_net_is_refused_naming_the_file_and_fields(e
     path = exported["snet", "float32"]
     config = smoke.get_config()
     config.model.sr.groups = 3
-    with pytest.raises(export.WeightsError) as err:
-        export.load_weights(path, config.model, config.data)
+    with pytest.raises(weights_file.WeightsError) as err:
+        weights_file.load_weights(path, config.model, config.data)
     assert str(err.value) == f"{path}: model.sr.groups is 1 in the file, 3 in the config"
     config = smoke.get_config()
     config.data.update(lr_size=32, hr_size=128)
     config.model.sr.edges = ("canny",)
-    with pytest.raises(export.WeightsError, match=r"model\.sr\.edges is \['canny', 'dog'\] in the file, "
+    with pytest.raises(weights_file.WeightsError, match=r"model\.sr\.edges is \['canny', 'dog'\] in the file, "
                        r"\['canny'\] in the config; data\.hr_size is 64 in the file, 128 in the config; "
                        r"data\.lr_size is 16 in the file, 32 in the config"):
-        export.load_weights(path, config.model, config.data)
-    with pytest.raises(export.WeightsError, match="net is 'snet' in the file, 'tnet' expected"):
-        export.load_weights(path, net="tnet")
+        weights_file.load_weights(path, config.model, config.data)
+    with pytest.raises(weights_file.WeightsError, match="net is 'snet' in the file, 'tnet' expected"):
+        weights_file.load_weights(path, net="tnet")
     # Implementation choices and the computation dtype are the caller's: same function, same params.
     config = smoke.get_config()
     config.model.update(dtype="bfloat16")
     config.model.sr.update(canny_impl="opencv", projection="transpose")
-    model, _, _ = export.load_weights(path, config.model, config.data)
+    model, _, _ = weights_file.load_weights(path, config.model, config.data)
     assert (model.prior_field("canny_impl"), model.projection) == ("opencv", "transpose")
 
 
@@ -106,15 +106,15 @@ def test_a_file_of_an_older_fsr_jax_loads_under_todays_config(tmp_path):
     old["sr"]["steps"] = old["sr"].pop("iterations")
     old["discriminator"]["spectral_norm"] = False
     path = tmp_path / "old.msgpack"
-    export.save_weights(path, "snet", params, old, config.data, step=7)
+    weights_file.save_weights(path, "snet", params, old, config.data, step=7)
     for expected in (config.model, None):
-        loaded, _, meta = export.load_weights(path, expected, config.data, net="snet")
+        loaded, _, meta = weights_file.load_weights(path, expected, config.data, net="snet")
         assert loaded == model and meta["model"]["sr"]["steps"] == 3
     config.model.sr.iterations = 2
     config.model.sr.edges = ("canny",)
-    with pytest.raises(export.WeightsError, match=r"model\.sr\.edges is .* model\.sr\.iterations is 3 in the "
+    with pytest.raises(weights_file.WeightsError, match=r"model\.sr\.edges is .* model\.sr\.iterations is 3 in the "
                        r"file, 2 in the config"):
-        export.load_weights(path, config.model, config.data)
+        weights_file.load_weights(path, config.model, config.data)
 
 
 def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(exported, smoke_run, tmp_path):
@@ -122,30 +122,33 @@ def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(export
     cases = {
         "config.json": ((smoke_run / "teacher_student" / "config.json").read_bytes(), "not an fsr_jax weights file"),
         "face.png": (b"\x89PNG\r\n\x1a\n" + bytes(64), "not an fsr_jax weights file"),
-        "other.msgpack": (export.serialization.msgpack_serialize({"params": {}}), "not an fsr_jax weights file"),
-        "newer.msgpack": (good.replace(export.FORMAT.encode(), b"fsr_jax-weights/9"), "weights format 'fsr_jax-weights/9'"),
+        "other.msgpack": (weights_file.serialization.msgpack_serialize({"params": {}}), "not an fsr_jax weights file"),
+        "newer.msgpack": (good.replace(weights_file.FORMAT.encode(), b"fsr_jax-weights/9"), "weights format 'fsr_jax-weights/9'"),
         "truncated.msgpack": (good[:len(good) // 2], "truncated or corrupt"),
         "empty.msgpack": (b"", "truncated or corrupt"),
     }
-    kernel = max(export._flat(export.serialization.msgpack_restore(good)["params"]).values(), key=np.size)
+    kernel = max(weights_file.flat(weights_file.serialization.msgpack_restore(good)["params"]).values(), key=np.size)
     at = good.find(kernel.tobytes()) + kernel.nbytes // 2
     tampered = bytearray(good)
     tampered[at] ^= 0x40  # one bit of a weight in the middle of the largest kernel
     cases["tampered.msgpack"] = (bytes(tampered), "do not match their SHA-256")
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(export.WeightsError, match=message) as err:
-            export.load_weights(tmp_path / name)
+        with pytest.raises(weights_file.WeightsError, match=message) as err:
+            weights_file.load_weights(tmp_path / name)
         assert str(err.value).startswith(f"{tmp_path / name}: "), err.value
-    with pytest.raises(export.WeightsError, match=f"{tmp_path / 'missing.msgpack'}: no such weights file"):
-        export.load_weights(tmp_path / "missing.msgpack")
+    with pytest.raises(weights_file.WeightsError, match=f"{tmp_path / 'missing.msgpack'}: no such weights file"):
+        weights_file.load_weights(tmp_path / "missing.msgpack")
     assert export.main(["--workdir", str(tmp_path), "--output", str(tmp_path / "x.msgpack")]) == 1
 
 
 def test_the_export_command_refuses_bad_flags_with_absls_message(tmp_path, capsys):
     for argv, message in ((["--workdir", str(tmp_path)], "Flag --output must have a value other than None."),
-                          (["--workdir", str(tmp_path), "--output", "x", "--net", "denet"],
-                           "flag --net=denet: value should be one of <tnet|snet>"),
+                          (["--workdir", str(tmp_path), "--output", "x", "--net", "dsnet"],
+                           "flag --net=dsnet: value should be one of <tnet|snet|denet>"),
+                          (["--output", "x"], "Exactly one of (workdir, weights) must have a value"),
+                          (["--workdir", str(tmp_path), "--weights", "w", "--output", "x"],
+                           "Exactly one of (workdir, weights) must have a value"),
                           (["--workdir", str(tmp_path), "--output", "x", "--dtype=bfloat16"],
                            "value should be one of <float32|float16>"),
                           (["--workdir", str(tmp_path), "--out", "x"], "Unknown command line flag 'out'")):
@@ -199,7 +202,7 @@ def test_evaluation_from_weights_alone(exported, smoke_run, faces_cfg, load_face
     np.testing.assert_array_equal(np.stack([np.asarray(Image.open(out / "images" / "celeba" / "snet" / n))
                                             for n in names]), expected)
     config.model.sr.features = 16
-    with pytest.raises(export.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
+    with pytest.raises(weights_file.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
         evaluate.evaluate(config, str(tmp_path))
     config.model.sr.features = 8
     config.eval.weights = f"{exported['snet', 'float32']},{exported['snet', 'float16']}"
@@ -217,13 +220,13 @@ def test_one_loader_reads_a_runs_checkpoint_or_weights_files_with_the_same_resul
     assert from_run.model == from_files.model and from_run.lr_size == from_files.lr_size == 16
     assert from_run.steps == from_files.steps == {"tnet": 2, "snet": 2} and from_files.step == 2
     for net in ("tnet", "snet"):
-        flat, flat_run = export._flat(from_files.params[net]), export._flat(from_run.params[net])
+        flat, flat_run = weights_file.flat(from_files.params[net]), weights_file.flat(from_run.params[net])
         assert flat.keys() == flat_run.keys() and all(np.array_equal(flat[k], flat_run[k]) for k in flat)
     assert from_run.describe("tnet") == f"tnet of {smoke_run} (checkpoint 2)"
     assert from_files.describe("snet") == f"snet of {files[0]} (checkpoint 2)"
     assert list(inference.load_trained_sr(weights=files, names=("snet",)).params) == ["snet"]
     assert list(inference.load_trained_sr(smoke_run, names=("snet", "tnet")).params) == ["snet", "tnet"]
-    with pytest.raises(export.WeightsError) as err:
+    with pytest.raises(weights_file.WeightsError) as err:
         inference.load_trained_sr(weights=files[:1], names=("tnet",))
     assert str(err.value) == f"{files[0]}: net is 'snet' in the file, 'tnet' expected"
     with pytest.raises(config_checks.ConfigError, match="both hold snet"):
@@ -236,5 +239,34 @@ def test_one_loader_reads_a_runs_checkpoint_or_weights_files_with_the_same_resul
     with caplog.at_level("WARNING"):
         assert inference.load_trained_sr(smoke_run, model_config=config.model).model == from_run.model
     assert "config.model differs from the run's" in caplog.text
-    with pytest.raises(export.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
+    with pytest.raises(weights_file.WeightsError, match="model.sr.features is 8 in the file, 16 in the config"):
         inference.load_trained_sr(weights=files, model_config=config.model)
+
+
+def test_denet_exports_restores_in_float16_and_gives_the_checkpoints_report(smoke_run, faces_cfg, tmp_path):
+    path, half = tmp_path / "denet.msgpack", tmp_path / "denet16.msgpack"
+    assert export.main(["--workdir", str(smoke_run), "--net", "denet", "--output", str(path)]) == 0
+    assert export.main(["--weights", str(path), "--output", str(half), "--dtype", "float16"]) == 0
+    model, params, meta = weights_file.load_weights(path, smoke.get_config().model, net="denet")
+    frozen, _ = checkpointing.restore_params(smoke_run / "teacher_student" / "checkpoints", ("denet",))
+    flat, expected = weights_file.flat(params), weights_file.flat(frozen["denet"])
+    assert flat.keys() == expected.keys() and all(np.array_equal(flat[k], expected[k]) for k in flat)
+    assert isinstance(model, models.Downsampler) and meta["step"] == 2 and meta["net"] == "denet"
+    _, params16, meta16 = weights_file.load_weights(half)
+    assert meta16["dtype"] == "float16" and meta16["step"] == 2
+    for k, value in weights_file.flat(params16).items():
+        np.testing.assert_allclose(value, flat[k], rtol=2.0**-11, atol=2.0**-24)
+    config = smoke.get_config()
+    config.model.downsampler.blocks = 2
+    with pytest.raises(weights_file.WeightsError, match="model.downsampler.blocks is 1 in the file, 2 in the config"):
+        weights_file.load_weights(path, config.model)
+
+    # Evaluation from the DeNet file alone: its report, equal to the checkpoint's.
+    config = smoke.get_config()
+    config.data = faces_cfg.copy_and_resolve_references()
+    config.eval.update(weights=str(path), max_images=4, fid_reference_images=8, batch_size=8)
+    from_file = evaluate.evaluate(config, str(tmp_path))
+    config.eval.weights = ""
+    from_run = evaluate.evaluate(config, str(smoke_run))
+    assert from_file["sets"] == {} and (tmp_path / "eval" / "weights-2" / "grids" / "denet_sheet.png").is_file()
+    assert from_file["denet"]["rows"] == from_run["denet"]["rows"]

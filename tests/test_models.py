@@ -8,9 +8,11 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 
 from fsr_jax import edges, losses, models
 from fsr_jax.models import Downsampler, FeedbackSR, LightCNN
+from fsr_jax.models import layers
 from fsr_jax.models.layers import bilinear_upsample
 from helpers import conv_reference, conv_transpose_reference, read_faces
 
@@ -355,7 +357,7 @@ def _denet_l1_after(steps: int, hr: jax.Array, **fields) -> tuple[float, float]:
     net = Downsampler(**fields)
     params = net.init(jax.random.key(0), hr[:1])["params"]
     tx = optax.adam(1e-4)
-    target = losses.bicubic_down(hr)
+    target = layers.bicubic_downsample(hr)
 
     def loss(p):
         return losses.l1(net.apply({"params": p}, hr), target)
@@ -397,3 +399,25 @@ def test_denet_learns_the_bicubic_content_from_its_initialisation(faces_dir):
     plain_start, plain_end = _denet_l1_after(10, hr, features=32, blocks=16, zero_init_residual=False)
     assert start < 1.5 and end < 0.3, (start, end)
     assert plain_start > 100 * start and plain_end > 100 * end, (plain_start, plain_end)
+
+
+def test_bicubic_downsample_is_within_3_grey_levels_of_pil(faces_dir):
+    hr = read_faces(faces_dir / "test" / "celeba" / "HR", 8)
+    ours = np.round(np.asarray(layers.bicubic_downsample(jnp.asarray(hr))) * 255)
+    pil = np.stack([np.asarray(Image.fromarray(np.round(im * 255).astype(np.uint8)).resize(
+        (16, 16), Image.BICUBIC), np.float32) for im in hr])
+    assert np.abs(ours - pil).max() <= 3.0
+    shared_lr = read_faces(faces_dir / "test" / "celeba" / "LR", 8) * 255
+    np.testing.assert_array_equal(pil, shared_lr)  # the shared test LR are PIL bicubic
+
+
+def test_a_bicubic_skip_adds_the_inputs_bicubic_downscaling_with_the_same_parameters(hr_faces):
+    plain, skip = Downsampler(8, 1), Downsampler(8, 1, bicubic_skip=True)
+    params = plain.init(jax.random.key(0), hr_faces)["params"]
+    skip_params = skip.init(jax.random.key(0), hr_faces)["params"]
+    assert jax.tree_util.tree_structure(skip_params) == jax.tree_util.tree_structure(params)
+    # It starts as bicubic downscaling itself: its last conv starts at zero.
+    np.testing.assert_array_equal(skip.apply({"params": skip_params}, hr_faces), layers.bicubic_downsample(hr_faces))
+    np.testing.assert_allclose(skip.apply({"params": params}, hr_faces),
+                               plain.apply({"params": params}, hr_faces) + layers.bicubic_downsample(hr_faces),
+                               rtol=1e-6, atol=1e-6)

@@ -3,7 +3,7 @@ import json
 import pathlib
 
 from configs import smoke
-from fsr_jax import export
+from fsr_jax import weights_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_the_recipe_trains_evaluates_exports_and_writes_results(tmp_path, faces_
         assert f"](eval/2/grids/{grid}.png)" in results and (workdir / "eval" / "2" / "grids" / f"{grid}.png").is_file()
     config = smoke.get_config()
     for net in ("tnet", "snet"):
-        _, _, meta = export.load_weights(workdir / "export" / f"{net}.msgpack", config.model, config.data, net)
+        _, _, meta = weights_file.load_weights(workdir / "export" / f"{net}.msgpack", config.model, config.data, net)
         assert (meta["step"], meta["dtype"]) == (2, "float32")
     state = json.loads((workdir / "reproduce.json").read_text())
     assert {s: (r["steps"], r["runs"]) for s, r in state["stages"].items()} == {

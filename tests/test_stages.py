@@ -11,6 +11,7 @@ import pytest
 from configs import smoke
 from fsr_jax import checkpointing, losses, observe, stages, train
 from fsr_jax.steps import generator_update, make_optimizer
+from fsr_jax.models import layers
 from helpers import STAGE1, STAGE2
 
 
@@ -34,7 +35,7 @@ class BicubicTeacher(stages.Stage):
     def step(self, spec, tx):
         def step(state, batch):
             hr = batch["hr"]
-            lr = losses.bicubic_down(hr, spec.scale)
+            lr = layers.bicubic_downsample(hr, spec.scale)
 
             def loss(params):
                 rec = losses.reconstruction(hr, spec.nets.sr.apply({"params": params}, lr))

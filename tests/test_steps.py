@@ -9,10 +9,11 @@ import optax
 import pytest
 
 from configs import smoke
-from fsr_jax import edges, losses, stages
+from fsr_jax import edges, stages
 from fsr_jax.mesh import batch_sharding, data_mesh, replicated
 from fsr_jax.stages import teacher_student
 from fsr_jax.steps import OptimizerSpec, make_optimizer, scan_steps
+from fsr_jax.models import layers
 from helpers import STAGE1, STAGE2, read_faces
 
 SGD = optax.sgd(1.0)  # params change by exactly -gradient: gradients can be compared
@@ -29,12 +30,14 @@ def batch(faces_dir):
             "lr": jnp.asarray(read_faces(faces_dir / "train" / "LOW", 8))}
 
 
-def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, **stage2):
-    """The StepSpec of `stage` under the smoke config with these changes."""
+def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, stage1=(), **stage2):
+    """The StepSpec of `stage` under the smoke config with these changes (`stage1`: (field,
+    value) pairs of that section)."""
     config = smoke.get_config()
     config.model.dtype = dtype
     config.model.sr.canny_impl = canny_impl
     config.model.discriminator.zero_init_logit = zero_init_logit
+    config.stage1.update(dict(stage1))
     config.stage2.update(stage2)
     return stages.step_spec(config, stage, steps_per_epoch=100)
 
@@ -63,13 +66,46 @@ def test_stage1_terms_by_hand(batch):
     hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
     p = {k: v.params for k, v in state.nets.items()}
     fake = apply(nets.down, p["denet"], hr)
-    target = np.asarray(losses.bicubic_down(batch["hr"]))
+    target = np.asarray(layers.bicubic_downsample(batch["hr"]))
     _, metrics = jax.jit(step)(state, batch)
     d_fake, d_real = apply(nets.disc, p["d_lr"], fake), apply(nets.disc, p["d_lr"], lr)
     assert float(metrics["denet/content"]) == pytest.approx(np.mean(np.abs(fake - target)), rel=1e-5)
     assert float(metrics["denet/adv"]) == pytest.approx(np.mean(softplus(-d_fake)), rel=1e-5)
     assert float(metrics["d_lr/loss"]) == pytest.approx(
         np.mean(softplus(-d_real)) + np.mean(softplus(d_fake)), rel=1e-5)
+
+
+def test_stage1_remedies_clip_what_d_lr_sees_and_slow_its_steps(batch):
+    """clip_for_discriminator: D_LR and DeNet's adversarial term see DeNet's output clipped to
+    [0, 1]; discriminator_lr_scale: D_LR's step is that fraction of the full one (SGD here, so
+    exactly; Adam's state does not depend on the rate either)."""
+    hr, lr = np.asarray(batch["hr"]), np.asarray(batch["lr"])
+    results = {}
+    for clip, scale in ((False, 1.0), (True, 1.0), (False, 0.25)):
+        # A discriminator whose logit layer is not zero at first: it tells inputs apart.
+        spec, nets, state, step = setup(STAGE1, zero_init_logit=False, stage1=(("clip_for_discriminator", clip),
+                                                                             ("discriminator_lr_scale", scale)))
+        # A DeNet whose output strays outside [0, 1], as an early one does.
+        denet = state.nets["denet"].replace(params=jax.tree_util.tree_map(lambda x: 40 * x, state.nets["denet"].params))
+        state = state.replace(nets={**state.nets, "denet": denet})
+        results[clip, scale] = (state, *run(jax.jit(step), state, batch))
+    state, _, metrics = results[True, 1.0]
+    fake = apply(nets.down, state.nets["denet"].params, hr)
+    assert (fake > 1).mean() > 0.01 and (fake < 0).mean() > 0.01
+    d = lambda x: apply(nets.disc, state.nets["d_lr"].params, x)  # noqa: E731
+    assert float(metrics["denet/adv"]) == pytest.approx(np.mean(softplus(-d(np.clip(fake, 0, 1)))), rel=1e-5)
+    assert float(metrics["d_lr/loss"]) == pytest.approx(
+        np.mean(softplus(-d(lr))) + np.mean(softplus(d(np.clip(fake, 0, 1)))), rel=1e-5)
+    assert float(metrics["denet/adv"]) != pytest.approx(float(results[False, 1.0][2]["denet/adv"]), rel=1e-3)
+    before = jax.tree_util.tree_leaves(state.nets["d_lr"].params)
+    full = jax.tree_util.tree_leaves(results[False, 1.0][1].nets["d_lr"].params)
+    slow = jax.tree_util.tree_leaves(results[False, 0.25][1].nets["d_lr"].params)
+    for b, f, s in zip(before, full, slow):
+        step_full, step_slow = np.asarray(f) - b, np.asarray(s) - b   # float32 sums: rounding of the largest
+        np.testing.assert_allclose(step_slow, 0.25 * step_full, rtol=1e-4, atol=1e-6 * np.abs(step_full).max())
+    denet_full = jax.tree_util.tree_leaves(results[False, 1.0][1].nets["denet"].params)
+    denet_slow = jax.tree_util.tree_leaves(results[False, 0.25][1].nets["denet"].params)
+    assert all(np.array_equal(a, b) for a, b in zip(denet_full, denet_slow))  # DeNet's step is untouched
 
 
 def test_stage2_terms_by_hand(batch):

@@ -11,8 +11,8 @@ The flags are the main job's (`python -m fsr_jax.main`): --config (default: the 
    and SNet), as `python -m fsr_jax.main` does, timing each stage.
 2. Evaluates the newest stage-2 checkpoint on the test sets (W/eval/<step>/: metrics.json,
    table.md, the SR faces, side-by-side grids), as `--config.mode=eval` does.
-3. Exports TNet and SNet as float32 weights files W/export/tnet.msgpack, W/export/snet.msgpack
-   (`python -m fsr_jax.export`) and checks that they load.
+3. Exports TNet, SNet and the DeNet TNet trained on as float32 weights files
+   W/export/<net>.msgpack (`python -m fsr_jax.export`) and checks that they load.
 4. Writes W/results.md: Tables 1-2, the wall time of each stage, the exported files, links to
    the grids (which stay in W) and the commands.
 
@@ -194,17 +194,17 @@ class Recipe:
         return metrics, evaluate.eval_dir(self.workdir, metrics["step"])
 
     def export(self, step: int) -> dict[str, dict]:
-        """{net: metadata} of the float32 exports of checkpoint `step`, each loaded back against
-        the config (W/export/<net>.msgpack)."""
-        from fsr_jax import checkpointing, export, inference  # noqa: PLC0415
+        """{net: metadata} of the float32 exports of checkpoint `step` (TNet, SNet and the DeNet
+        it holds), each loaded back against the config (W/export/<net>.msgpack)."""
+        from fsr_jax import checkpointing, export, inference, weights_file  # noqa: PLC0415
 
         saved, _ = checkpointing.saved_networks(inference.stage_dir(self.workdir) / "checkpoints", step)
         start = time.perf_counter()
         exported = {}
-        for net in (n for n in inference.SR_NETS if n in saved):
+        for net in (n for n in weights_file.NETS if n in saved):
             path = self.dir / "export" / f"{net}.msgpack"
             export.export(self.workdir, net, path, step, "float32")
-            _, _, meta = export.load_weights(path, self.config.model, self.config.data, net)
+            _, _, meta = weights_file.load_weights(path, self.config.model, self.config.data, net)
             exported[net] = dict(meta, file=f"export/{net}.msgpack", bytes=path.stat().st_size)
         self.state["export_seconds"] = time.perf_counter() - start
         self.save_state()

@@ -33,7 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
             **edge_ops.prior_defaults(),
         ),
         # zero_init_residual: each residual block's last conv starts at zero (Decision).
-        downsampler=dict(features=64, blocks=16, zero_init_residual=True),
+        # bicubic_skip: the output adds the input's bicubic downscaling (off: the paper's net).
+        downsampler=dict(features=64, blocks=16, zero_init_residual=True, bicubic_skip=False),
         # zero_init_logit: the logit layer starts at zero, D = 0.5 everywhere (Decision).
         discriminator=dict(width=1.0, zero_init_logit=True),
     ))
@@ -49,10 +50,13 @@ def _no_spectral_norm(disc) -> None:
 def upgrade_config(cfg) -> ml_collections.ConfigDict:
     """A copy of a `model` section (ConfigDict or dict, e.g. from a saved config.json) in today's
     field names, for comparing it with a current config: `sr.steps` (the name before
-    `sr.iterations`) renamed, `discriminator.spectral_norm: false` dropped (true is refused).
-    The builders accept the old fields themselves."""
+    `sr.iterations`) renamed, `discriminator.spectral_norm: false` dropped (true is refused),
+    fields added since at the value that builds the network those runs trained
+    (`downsampler.bicubic_skip` false). The builders accept the old fields themselves."""
     plain = copy.deepcopy(cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg))
-    sr, disc = plain.get("sr"), plain.get("discriminator")
+    sr, disc, down = plain.get("sr"), plain.get("discriminator"), plain.get("downsampler")
+    if isinstance(down, dict):
+        down.setdefault("bicubic_skip", False)
     if isinstance(sr, dict) and "steps" in sr:
         steps = sr.pop("steps")
         sr.setdefault("iterations", steps)
@@ -85,7 +89,8 @@ def build_sr(cfg: ml_collections.ConfigDict) -> FeedbackSR:
 def build_downsampler(cfg: ml_collections.ConfigDict) -> Downsampler:
     """Downsampler (DeNet or DSNet) from the `model` config section."""
     down = cfg.downsampler
-    return Downsampler(down.features, down.blocks, _dtype(cfg), down.get("zero_init_residual", True))
+    return Downsampler(down.features, down.blocks, _dtype(cfg), down.get("zero_init_residual", True),
+                       down.get("bicubic_skip", False))
 
 
 def build_discriminator(cfg: ml_collections.ConfigDict) -> LightCNN:

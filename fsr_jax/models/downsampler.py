@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fsr_jax.models.layers import conv, kaiming_normal
+from fsr_jax.models.layers import bicubic_downsample, conv, kaiming_normal
 
 
 class ResidualBlock(nn.Module):
@@ -29,7 +29,8 @@ class ResidualBlock(nn.Module):
 class Downsampler(nn.Module):
     """DeNet / DSNet. (B, H, W, 3) in [0, 1] -> (B, H/4, W/4, 3) float32, unclipped (about [0, 1]).
 
-    conv3x3 (3 -> nf), `blocks` residual blocks, two conv3x3 stride 2 + ReLU, conv3x3 (nf -> 3).
+    conv3x3 (3 -> nf), `blocks` residual blocks, two conv3x3 stride 2 + ReLU, conv3x3 (nf -> 3);
+    with `bicubic_skip`, plus the bicubic downscaling of the input.
     """
 
     #: Feature width nf (paper: 64).
@@ -42,6 +43,10 @@ class Downsampler(nn.Module):
     #: Unnormalised Kaiming-initialised blocks each double the variance; 16 of them put the
     #: initial output in the thousands on faces in [0, 1] (False: plain Kaiming, the paper's silence).
     zero_init_residual: bool = True
+    #: Add the input's bicubic downscaling to the output, so that the network learns only how
+    #: real LR departs from bicubic (False: the paper's plain network). Same parameters; the last
+    #: conv then starts at zero, so that the network starts as bicubic downscaling itself.
+    bicubic_skip: bool = False
 
     @nn.compact
     def __call__(self, hr: jax.Array) -> jax.Array:
@@ -52,4 +57,6 @@ class Downsampler(nn.Module):
             x = ResidualBlock(self.features, self.dtype, self.zero_init_residual, name=f"block_{i}")(x)
         x = nn.relu(conv(self.features, 3, self.dtype, name="down_0", stride=2)(x))
         x = nn.relu(conv(self.features, 3, self.dtype, name="down_1", stride=2)(x))
-        return conv(3, 3, self.dtype, name="tail")(x).astype(jnp.float32)
+        tail_init = nn.initializers.zeros if self.bicubic_skip else kaiming_normal
+        out = conv(3, 3, self.dtype, name="tail", kernel_init=tail_init)(x).astype(jnp.float32)
+        return out + bicubic_downsample(hr.astype(jnp.float32)) if self.bicubic_skip else out

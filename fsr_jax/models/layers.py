@@ -107,6 +107,18 @@ def bilinear_upsample(x: jax.Array, scale: int) -> jax.Array:
     return jax.image.resize(x, (b, h * scale, w * scale, c), "bilinear", antialias=False)
 
 
+def bicubic_downsample(hr: jax.Array, factor: int = 4) -> jax.Array:
+    """Antialiased bicubic x1/factor inside a jitted step: (B, H, W, C) in [0, 1] -> (B, H/f, W/f, C).
+
+    Clipped to [0, 1] as PIL clips its uint8 output; then within 3 grey levels of PIL's
+    BICUBIC. DeNet's content target (and, with `bicubic_skip`, its skip path) and the `bicubic`
+    teacher's input.
+    """
+    b, h, w, c = hr.shape
+    small = jax.image.resize(hr, (b, h // factor, w // factor, c), "bicubic", antialias=True)
+    return jnp.clip(small, 0.0, 1.0)
+
+
 @functools.cache
 def _taps(scale: int, transposed: bool) -> np.ndarray:
     """Kernel taps of a projection (kernel scale+4, stride scale, padding 2) in dense form.

@@ -96,6 +96,11 @@ class Stage:
         """The (unjitted) image-summary function."""
         raise NotImplementedError
 
+    def grid_titles(self, spec: StepSpec) -> dict[str, list[str]]:
+        """{grid name: a title per column} of the preview's grids, drawn above them; a grid
+        missing here is drawn without titles."""
+        return {}
+
 
 #: Stages defined outside this package, by name (`register`).
 _REGISTERED: dict[str, Stage] = {}

@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from fsr_jax import losses as loss_fns
+from fsr_jax.models import layers
 from fsr_jax import observe
 from fsr_jax.stages import Preview, Stage, Step, StepSpec
 from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_update
@@ -17,11 +19,14 @@ from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_upd
 
 @dataclasses.dataclass(frozen=True)
 class Losses:
-    """The `stage1` section's loss settings: weights alpha_1, beta_1 and the GAN loss."""
+    """The `stage1` section's loss settings: weights alpha_1, beta_1, the GAN loss, whether D_LR
+    sees DeNet's output clipped to [0, 1], and D_LR's learning rate relative to DeNet's."""
 
     content_weight: float
     adversarial_weight: float
     gan_loss: str
+    clip_for_discriminator: bool
+    discriminator_lr_scale: float
 
 
 def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, lr_real: jax.Array,
@@ -34,13 +39,15 @@ def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, 
 
     def denet_loss(params):
         fake = down.apply({"params": params}, hr)
-        content = loss_fns.l1(fake, loss_fns.bicubic_down(hr, spec.scale))
-        adv = loss_fns.generator_adversarial(disc.apply({"params": d_lr}, fake), w.gan_loss)
+        content = loss_fns.l1(fake, layers.bicubic_downsample(hr, spec.scale))
+        seen = jnp.clip(fake, 0.0, 1.0) if w.clip_for_discriminator else fake
+        adv = loss_fns.generator_adversarial(disc.apply({"params": d_lr}, seen), w.gan_loss)
         total = w.content_weight * content + w.adversarial_weight * adv
-        return total, (fake, {"denet/content": content, "denet/adv": adv})
+        return total, (seen, {"denet/content": content, "denet/adv": adv})
 
-    denet, (fake, metrics) = generator_update(nets["denet"], denet_loss, tx)
-    disc_state, metrics["d_lr/loss"] = discriminator_update(nets["d_lr"], disc, lr_real, fake, w.gan_loss, tx)
+    denet, (seen, metrics) = generator_update(nets["denet"], denet_loss, tx)
+    disc_state, metrics["d_lr/loss"] = discriminator_update(nets["d_lr"], disc, lr_real, seen, w.gan_loss, tx,
+                                                            w.discriminator_lr_scale)
     return {"denet": denet, "d_lr": disc_state}, metrics
 
 
@@ -49,7 +56,12 @@ class Degradation(Stage):
     section = "stage1"
 
     def losses(self, section: ml_collections.ConfigDict) -> Losses:
-        return Losses(float(section.content_weight), float(section.adversarial_weight), section.gan_loss)
+        return Losses(float(section.content_weight), float(section.adversarial_weight), section.gan_loss,
+                      bool(section.clip_for_discriminator), float(section.discriminator_lr_scale))
+
+    def problems(self, config: ml_collections.ConfigDict, workdir) -> list[str]:
+        scale = config[self.section].discriminator_lr_scale
+        return [] if scale > 0 else [f"{self.section}.discriminator_lr_scale must be positive, got {scale}"]
 
     def networks(self, spec: StepSpec):
         return {"denet": (spec.nets.down, "hr"), "d_lr": (spec.nets.disc, "lr")}
@@ -70,9 +82,12 @@ class Degradation(Stage):
         def preview(state, batch):
             hr, lr = batch["hr"][:spec.summary_images], batch["lr"][:spec.summary_images]
             fake = spec.nets.down.apply({"params": state.nets["denet"].params}, hr)
-            return {"denet": [panel(hr), panel(loss_fns.bicubic_down(hr, spec.scale)), panel(fake), panel(lr)]}
+            return {"denet": [panel(hr), panel(layers.bicubic_downsample(hr, spec.scale)), panel(fake), panel(lr)]}
 
         return preview
+
+    def grid_titles(self, spec: StepSpec) -> dict[str, list[str]]:
+        return {"denet": ["HR", "bicubic LR", "DeNet LR", "real LR"]}
 
 
 STAGE = Degradation()

@@ -12,6 +12,7 @@ discriminator (the paper's eq. 5-7).
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from typing import Any
 
@@ -20,8 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fsr_jax import checkpointing, edges, observe
+from fsr_jax import checkpointing, edges, models, observe
 from fsr_jax import losses as loss_fns
+from fsr_jax.models import layers
 from fsr_jax.stages import Preview, Stage, Step, StepSpec
 from fsr_jax.stages.degradation import STAGE as DEGRADATION
 from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_update, joint_update
@@ -71,6 +73,20 @@ def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.
     return folder / "checkpoints"
 
 
+def denet_config_problems(config: ml_collections.ConfigDict, stage1_config: pathlib.Path) -> list[str]:
+    """DeNet is taken by its parameters alone: one line per `model.downsampler` field that
+    differs between `config` and the stage-1 run's config.json (when there is one), since DeNet
+    would then compute another function (e.g. `bicubic_skip`) or not load."""
+    try:
+        saved = models.upgrade_config(json.loads(stage1_config.read_text())["model"]).downsampler
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    now = config.model.downsampler
+    return [f"model.downsampler.{key} is {now.get(key)!r}, but the stage-1 run that trained DeNet "
+            f"({stage1_config}) has {saved.get(key)!r}: set --config.model.downsampler.{key}={saved.get(key)!r}"
+            for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+
+
 def synthetic_lr(spec: StepSpec, frozen: dict[str, Any], hr: jax.Array) -> jax.Array:
     """The LR half of the teacher's pairs (B, s, s, 3): DeNet(HR), or bicubic(HR) for
     `teacher='bicubic'`.
@@ -79,7 +95,7 @@ def synthetic_lr(spec: StepSpec, frozen: dict[str, Any], hr: jax.Array) -> jax.A
     pseudo-HR is later made from (an undertrained DeNet strays far outside it).
     """
     if spec.losses.teacher == "bicubic":
-        return loss_fns.bicubic_down(hr, spec.scale)
+        return layers.bicubic_downsample(hr, spec.scale)
     lr = _apply(spec.nets.down, frozen["denet"], hr)
     return jnp.clip(jax.lax.stop_gradient(lr), 0.0, 1.0)
 
@@ -188,13 +204,14 @@ class TeacherStudent(Stage):
                        "train DSNet in two cycles at once (the teacher's and the student's), which "
                        "this step does not do: set stage2.student=False (Table 3's cycle teacher) "
                        "or stage2.cycle=False (a student without the LR cycle)")
-        if s2.teacher == "denet" and DEGRADATION.name not in config.stages:
-            own = pathlib.Path(workdir) / self.name / "checkpoints"  # a stage-2 checkpoint holds DeNet
+        own = pathlib.Path(workdir) / self.name / "checkpoints"  # a stage-2 checkpoint holds DeNet
+        if s2.teacher == "denet" and checkpointing.latest_step(own) is None:
             folder = denet_checkpoints(config, workdir)
-            if checkpointing.latest_step(own) is None and checkpointing.latest_step(folder) is None:
+            if DEGRADATION.name not in config.stages and checkpointing.latest_step(folder) is None:
                 out.append(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in "
                            f"{folder}: set stage2.denet_checkpoint to a stage-1 workdir, or train "
                            f"stage 1 first")
+            out += denet_config_problems(config, folder.parent / "config.json")
         return out
 
     def networks(self, spec: StepSpec):
@@ -262,6 +279,15 @@ class TeacherStudent(Stage):
             return grids
 
         return preview
+
+    def grid_titles(self, spec: StepSpec) -> dict[str, list[str]]:
+        sr = spec.nets.sr
+        middle = [f"SR {t + 1}" for t in range(sr.iterations)] + [edges.PRIORS[name].title or name for name in sr.edges]
+        teacher_lr = {"denet": "DeNet LR", "bicubic": "bicubic LR", "cycle": "real LR"}[spec.losses.teacher]
+        titles = {"tnet": [teacher_lr, *middle, "HR"]}
+        if spec.losses.student:
+            titles["snet"] = ["real LR", *middle, "pseudo-HR"]
+        return titles
 
 
 STAGE = TeacherStudent()
