@@ -20,11 +20,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from fsr_jax.errors import FsrJaxError
+
 STATE, DATA = "state", "data"
+NO_SPACE = "no space left on device"
 T = TypeVar("T")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FsrJaxError, RuntimeError):
     """A checkpoint folder is missing, empty or unreadable; the message names it."""
 
 
@@ -35,10 +38,7 @@ class ShapeMismatchError(CheckpointError):
 def _reason(err: BaseException, limit: int = 300) -> str:
     """The first line of the error at the root of `err`'s causes (orbax wraps TensorStore's
     readable one in a generic one), shortened: these errors run to pages."""
-    seen = {id(err)}
-    while (err.__cause__ or err.__context__) is not None and id(err.__cause__ or err.__context__) not in seen:
-        err = err.__cause__ or err.__context__
-        seen.add(id(err))
+    err = _root_cause(err)
     lines = str(err).strip().splitlines()
     text = f"{type(err).__name__}: {lines[0] if lines else ''}"
     return text if len(text) <= limit else text[:limit] + "..."
@@ -144,11 +144,36 @@ def manager(directory: str | pathlib.Path, keep: int = 3, read_only: bool = Fals
     return ocp.CheckpointManager(directory, options=options, item_names=(STATE, DATA))
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    seen = {id(err)}
+    while (err.__cause__ or err.__context__) is not None and id(err.__cause__ or err.__context__) not in seen:
+        err = err.__cause__ or err.__context__
+        seen.add(id(err))
+    return err
+
+
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) -> None:
-    """Write checkpoint `step` (train state + JSON data-iterator state) and wait for it."""
-    mgr.save(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=True)
-    mgr.wait_until_finished()
+    """Write checkpoint `step` (train state + JSON data-iterator state) and wait for it.
+
+    Raises:
+      CheckpointError: one line, when the file system refuses the write (a full disk: "no space
+        left on device writing checkpoint N in PATH"); orbax renames a checkpoint into place
+        only when complete, so the newest complete one is kept and a rerun resumes from it.
+    """
+    try:
+        mgr.save(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=True)
+        mgr.wait_until_finished()
+    except Exception as err:  # orbax and TensorStore wrap the OSError in their own kinds
+        root = _root_cause(err)
+        if isinstance(root, OSError):
+            reason = (root.strerror or str(root)).lower()
+        elif NO_SPACE in str(root).lower():  # TensorStore reports it in a ValueError's text
+            reason = NO_SPACE
+        else:
+            raise
+        raise CheckpointError(f"{reason} writing checkpoint {step} in "
+                              f"{mgr.directory}; a rerun resumes from the newest complete checkpoint") from err
 
 
 def _agreed(ok: bool) -> tuple[bool, bool]:

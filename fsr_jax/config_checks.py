@@ -15,12 +15,13 @@ import ml_collections
 from fsr_jax import checkpointing, edges, losses, models, stages
 from fsr_jax.data.config import problems as data_problems
 from fsr_jax.steps import make_optimizer
+from fsr_jax.errors import FsrJaxError
 from fsr_jax.weights_file import NETS
 
 MODES = ("train", "eval")
 
 
-class ConfigError(ValueError):
+class ConfigError(FsrJaxError, ValueError):
     """The config cannot run; the message lists every problem found."""
 
 

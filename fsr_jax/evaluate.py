@@ -19,9 +19,8 @@ import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
-from PIL import Image
 
-from fsr_jax import checkpointing, config_checks, data, degradation_report, inference, metrics, observe, tables
+from fsr_jax import checkpointing, config_checks, data, degradation_report, files, inference, metrics, observe, tables
 from fsr_jax.metrics import registry
 from fsr_jax.weights_file import SR_NETS
 
@@ -112,22 +111,22 @@ def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, 
 
 
 def write_images(folder: pathlib.Path, outputs: dict[str, np.ndarray], names: list[str]) -> None:
-    """folder/<method>/<name stem>.png for every method's faces."""
+    """folder/<method>/<name>.png for every method's faces, <name> unique per input file
+    (`files.output_names`: a.png and a.jpg give a.png.png and a.jpg.png)."""
+    unique = files.output_names([pathlib.Path(name) for name in names])
     for method, faces in outputs.items():
-        (folder / method).mkdir(parents=True, exist_ok=True)
-        for face, name in zip(faces, names):
-            Image.fromarray(face).save(folder / method / f"{pathlib.Path(name).stem}.png")
+        for face, name in zip(faces, unique):
+            files.write_png(folder / method / f"{name}.png", face)
 
 
 def write_grids(folder: pathlib.Path, set_name: str, columns: dict[str, np.ndarray], per_grid: int) -> None:
     """folder/<set>_<k>.png: `per_grid` faces a row each, columns side by side under their titles
     (LR enlarged by pixel repetition); columns are {title: uint8 (N, h, w, 3)} of any sizes
     dividing the largest."""
-    folder.mkdir(parents=True, exist_ok=True)
     size = max(c.shape[1] for c in columns.values())
     for k, start in enumerate(range(0, len(next(iter(columns.values()))), per_grid)):
         panels = [observe.to_panel(to_float(c[start:start + per_grid]), size) for c in columns.values()]
-        Image.fromarray(observe.titled_grid(panels, list(columns))).save(folder / f"{set_name}_{k:03d}.png")
+        files.write_png(folder / f"{set_name}_{k:03d}.png", observe.titled_grid(panels, list(columns)))
 
 
 def load_networks(config: ml_collections.ConfigDict, workdir: str) -> tuple[inference.TrainedSR | None,
@@ -252,12 +251,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         results["denet"] = report
         parts.append(degradation_report.markdown(report, report["hr_set"], report["real_set"]))
         if writer:
-            (out / "grids").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(sheet).save(out / "grids" / "denet_sheet.png")
+            files.write_png(out / "grids" / "denet_sheet.png", sheet)
     table = "\n".join(parts)
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(results, indent=2, default=list))
-        (out / "table.md").write_text(table)
+        files.write_text(out / "metrics.json", json.dumps(results, indent=2, default=list))
+        files.write_text(out / "table.md", table)
         logging.info("wrote %s and %s:\n%s", out / "metrics.json", out / "table.md", table)
     return results

@@ -86,8 +86,8 @@ def main(argv: list[str]) -> None:
     logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)
-    from fsr_jax import checkpointing, config_checks, data, metrics, train  # noqa: PLC0415 (after distributed init)
-    from fsr_jax.data.images import DataError  # noqa: PLC0415
+    from fsr_jax import data, train  # noqa: PLC0415 (after distributed init)
+    from fsr_jax.errors import FsrJaxError  # noqa: PLC0415
 
     config = _CONFIG.value
     enable_compilation_cache(config.train.get("compilation_cache", ""))
@@ -98,8 +98,7 @@ def main(argv: list[str]) -> None:
             evaluate.evaluate(config, _WORKDIR.value)
         else:
             train.train_and_evaluate(config, _WORKDIR.value, _STOP)
-    except (config_checks.ConfigError, train.NonFiniteLossError, checkpointing.CheckpointError,
-            metrics.MissingWeightsError, DataError) as err:
+    except FsrJaxError as err:
         logging.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

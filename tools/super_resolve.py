@@ -33,23 +33,22 @@ Runs without TensorFlow.
 """
 from __future__ import annotations
 
-import collections
-import contextlib
+import math
 import json
 import os
 import pathlib
 import sys
-from typing import BinaryIO, Iterator
 
 import cv2
 import numpy as np
 from absl import flags
-from PIL import Image
 
-from fsr_jax import checkpointing, cli, inference, models, photos
+from fsr_jax import checkpointing, cli, files, inference, models, photos
 from fsr_jax.data import images
 
 BOXES_FILE = "boxes.json"
+MAX_BOXES_BYTES = 64 * 2**20
+MAX_COORDINATE = 1e7
 
 
 def define(fv: flags.FlagValues, argv) -> None:
@@ -69,7 +68,9 @@ def define(fv: flags.FlagValues, argv) -> None:
     flags.DEFINE_bool("detect", False, "Inputs are whole photos: find the faces.", flag_values=fv)
     flags.DEFINE_string("boxes", None, "boxes.json giving the faces of each photo (implies photo mode; "
                         "no detection).", flag_values=fv)
-    flags.DEFINE_float("margin", photos.MARGIN, "Crop side / face box side.", flag_values=fv)
+    flags.DEFINE_float("margin", photos.MARGIN, "Crop side / face box side, from 0.5 to 4.", flag_values=fv)
+    flags.register_validator("margin", lambda m: math.isfinite(m) and 0.5 <= m <= 4,
+                             "--margin must be a number from 0.5 to 4 (crop side / face box side)", flag_values=fv)
     flags.mark_flags_as_required(["input", "output"], flag_values=fv)
     flags.mark_flags_as_mutual_exclusive(["workdir", "weights"], required=True, flag_values=fv)
     flags.register_multi_flags_validator(
@@ -101,9 +102,11 @@ def read_boxes(path: pathlib.Path) -> dict[str, np.ndarray | str]:
     """
     form = '{"photo.jpg": {"faces": [[x, y, w, h], ...]}}'
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(files.read_bytes(path, MAX_BOXES_BYTES, "a boxes file"))
     except (OSError, ValueError) as err:
         raise images.DataError(f"{path}: not a boxes file of the form {form} ({err})") from err
+    except RecursionError:
+        raise images.DataError(f"{path}: not a boxes file of the form {form} (nested too deeply)") from None
     if not isinstance(entries, dict):
         raise images.DataError(f"{path}: not a boxes file of the form {form} (the top level is a "
                                f"{type(entries).__name__}, not a mapping from photo names)")
@@ -119,19 +122,11 @@ def _entry_boxes(entry, where: str) -> np.ndarray | str:
         if not (isinstance(box, list) and len(box) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
             return f"{where}: face {k} is {json.dumps(box)}, not [x, y, w, h] (four numbers)"
-        if not all(np.isfinite(box)):
-            return f"{where}: face {k} is {box}: not finite"
+        if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in box):
+            return f"{where}: face {k} is {json.dumps(box)}: each number must be finite and at most {MAX_COORDINATE:.0e} in size"
         if box[2] <= 0 or box[3] <= 0:
-            return f"{where}: face {k} is {box}: its width and height must be positive"
+            return f"{where}: face {k} is {json.dumps(box)}: its width and height must be positive"
     return np.asarray(faces, np.float64).reshape(-1, 4)
-
-
-def output_names(paths: list[pathlib.Path]) -> list[str]:
-    """The name each input's outputs take (OUT/<name>.png, OUT/<name>_faces/): the file's stem,
-    or its whole name (a.jpg -> a.jpg.png) when another input has the same stem (letter case
-    ignored, for file systems that ignore it)."""
-    stems = collections.Counter(p.stem.casefold() for p in paths)
-    return [p.name if stems[p.stem.casefold()] > 1 else p.stem for p in paths]
 
 
 def check_outputs(paths: list[pathlib.Path], names: list[str], out: pathlib.Path, photo_mode: bool) -> None:
@@ -171,26 +166,6 @@ def check_outputs(paths: list[pathlib.Path], names: list[str], out: pathlib.Path
                                        f"writes ({path.parent}); give another --output folder")
 
 
-@contextlib.contextmanager
-def replacing(path: pathlib.Path) -> Iterator[BinaryIO]:
-    """A file to write `path` through: written as a hidden temporary file in the same folder
-    and renamed to `path` when complete, so that `path` is never a partial file (a killed run
-    leaves at most the temporary .<name>.<pid>.partial); removed when the writing fails."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as file:
-            yield file
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-def save_png(pixels: np.ndarray, path: pathlib.Path) -> None:
-    with replacing(path) as file:
-        Image.fromarray(pixels).save(file, format="PNG")
-
-
 def report(reason: str) -> None:
     print(f"error: {reason}", file=sys.stderr, flush=True)
 
@@ -208,7 +183,7 @@ def run_faces(args, paths, names, sr_fn, lr_size: int, out: pathlib.Path) -> lis
         written = 0
         for face, path in zip(sr_fn(read.faces), read.paths):
             try:
-                save_png(face, out / f"{name_of[path]}.png")
+                files.write_png(out / f"{name_of[path]}.png", face)
                 written += 1
             except OSError as err:
                 failed.append(f"{path}: cannot write its output ({err})")
@@ -228,7 +203,7 @@ def photo_boxes(path: pathlib.Path, given: dict | None, boxes_file: str, photo: 
     height, width = photo.shape[:2]
     for k, (x, y, w, h) in enumerate(boxes):
         if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            raise Skipped(f"{boxes_file}: entry {path.name!r}: face {k} is {[x, y, w, h]}, outside "
+            raise Skipped(f"{boxes_file}: entry {path.name!r}: face {k} is {[float(v) for v in (x, y, w, h)]}, outside "
                           f"the {width}x{height} photo")
     return boxes
 
@@ -245,13 +220,10 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
             photo = inference.read_image(path)
             found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale,
                                                photo_boxes(path, given, args.boxes, photo), args.margin)
-            with replacing(out / f"{name}.png") as file:
+            with files.open_atomic(out / f"{name}.png") as file:
                 photos.write_enlarged_photo(file, photo, found, scale)
             del photo
-            faces_dir = out / f"{name}_faces"
-            faces_dir.mkdir(exist_ok=True)
-            for k, face in enumerate(found.faces):
-                save_png(face, faces_dir / f"face_{k}.png")
+            write_faces(out / f"{name}_faces", found.faces)
         except (Skipped, images.BadImageError) as err:
             failed.append(str(err))
         except (OSError, ValueError, MemoryError, cv2.error) as err:
@@ -261,9 +233,33 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
             print(f"{path.name}: {len(found.faces)} faces", flush=True)
             continue
         report(failed[-1])
-    with replacing(out / BOXES_FILE) as file:
-        file.write(json.dumps(record, indent=1).encode())
+    files.write_text(out / BOXES_FILE, json.dumps({**earlier_boxes(out / BOXES_FILE), **record}, indent=1))
     return failed
+
+
+def write_faces(folder: pathlib.Path, faces: np.ndarray) -> None:
+    """folder/face_<k>.png for each SR face, and no other face_<k>.png left from an earlier run."""
+    for k, face in enumerate(faces):
+        files.write_png(folder / f"face_{k}.png", face)
+    for stale in folder.glob("face_*.png"):
+        index = stale.stem.removeprefix("face_")
+        if index.isdigit() and int(index) >= len(faces):
+            stale.unlink()
+
+
+def earlier_boxes(path: pathlib.Path) -> dict:
+    """The photos' entries of an earlier run's boxes.json in the output folder (kept beside this
+    run's), or {} when there is none or it is not one (it is then replaced, with a line saying so)."""
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        entries = None
+    if isinstance(entries, dict) and all(isinstance(e, dict) and "faces" in e for e in entries.values()):
+        return entries
+    print(f"{path}: not a boxes file of an earlier run; replaced by this run's boxes")
+    return {}
 
 
 def run(args: flags.FlagValues, positional: list[str]) -> int:
@@ -272,7 +268,7 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
     photo_mode = bool(args.detect or args.boxes)
     try:
         paths = inference.image_paths(args.input)
-        names = output_names(paths)
+        names = files.output_names(paths)
         check_outputs(paths, names, out, photo_mode)
         given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
         model, params, lr_size, described = load_network(args)

@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from fsr_jax import files
+from fsr_jax.errors import FsrJaxError
 from fsr_jax.data import builders, images
 from fsr_jax.data import config as data_config
 
@@ -70,11 +72,11 @@ def _folder_state(folder: pathlib.Path) -> list:
     state = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         try:
-            st = entry.stat()
-        except OSError:  # a dangling link: its own state (the folder check names it)
-            st = entry.stat(follow_symlinks=False)
+            st, followed = entry.stat(), True
+        except OSError:  # a dangling link or a loop: its own state (the folder check names it)
+            st, followed = entry.stat(follow_symlinks=False), False
         state.append([entry.name, st.st_size, st.st_mtime_ns])
-        if entry.is_dir() and entry.name in ("LR", "HR"):
+        if followed and entry.is_dir() and entry.name in ("LR", "HR"):
             state.append(_folder_state(pathlib.Path(entry.path)))
     return state
 
@@ -135,9 +137,7 @@ def write_manifest(data_dir: os.PathLike | str) -> dict:
     data_dir = pathlib.Path(data_dir)
     manifest = {"files": {name: {"size": path.stat().st_size, "sha256": _sha256(path)}
                           for name, path in _dataset_files(data_dir).items()}}
-    tmp = data_dir / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(data_dir / MANIFEST)
+    files.write_text(data_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 
@@ -183,7 +183,21 @@ def _prepare(make_builder, what: str, count: str, root: pathlib.Path, manual_dir
     undamaged preparation (checked against its manifest; a damaged one is removed and rebuilt).
     `root` is the dataset's folder under tfds_dir, locked meanwhile. Logs one line: that it
     prepares `what` (`count` of it) and where, or that it reuses the prepared dataset; then
-    what the folder checks dropped or changed."""
+    what the folder checks dropped or changed.
+
+    Raises:
+      DataError: naming the folder, when data.tfds_dir cannot be written (read-only, a file).
+    """
+    try:
+        return _prepare_locked(make_builder, what, count, root, manual_dir)
+    except OSError as err:
+        if isinstance(err, FsrJaxError):
+            raise
+        raise images.DataError(f"cannot prepare {what} in {root}: {err.strerror or err}; set data.tfds_dir "
+                               f"to a folder this user can write") from err
+
+
+def _prepare_locked(make_builder, what: str, count: str, root: pathlib.Path, manual_dir=None):
     with _locked(root, what), _quiet_tfds():
         builder = make_builder()
         reason = "first use, or the source changed"

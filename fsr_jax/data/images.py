@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import io
 import os
 import pathlib
@@ -24,7 +25,9 @@ import numpy as np
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fsr_jax import files
 from fsr_jax.data.config import ON_BAD_IMAGE, ON_WRONG_SIZE
+from fsr_jax.errors import FileReadError, FsrJaxError
 
 # File name extensions read as images (lower case); any other file is ignored and counted.
 IMAGE_EXTENSIONS = frozenset(
@@ -48,7 +51,7 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-class BadImageError(ValueError):
+class BadImageError(FsrJaxError, ValueError):
     """A file with an image extension that cannot be stored: the message is '<path>: <reason>'."""
 
     def __init__(self, path: os.PathLike | str, reason: str):
@@ -57,7 +60,7 @@ class BadImageError(ValueError):
         self.reason = reason
 
 
-class DataError(ValueError):
+class DataError(FsrJaxError, ValueError):
     """A folder or its contents cannot be used as configured; the message names them."""
 
 
@@ -96,32 +99,56 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def _is_16_bit(image: Image.Image) -> bool:
-    """Whether PIL's decoder would reduce this image from 16 bits per sample."""
+def _is_deep(image: Image.Image) -> bool:
+    """Whether the image has 16 or 32 bits per integer sample (PIL's decoder would reduce or
+    keep them in a mode `_to_rgb` cannot convert faithfully)."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         return True
     return any(";16" in str(tile.args) for tile in image.tile)
 
 
-def _from_16_bit(data: bytes, path: str) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of a 16-bit file: each sample v becomes round(v / 257).
+#: Rows converted at a time, so that a conversion's temporaries stay a small share of the image.
+_ROWS = 256
 
-    Alpha, if any, is composited onto black after the reduction.
-    """
+
+def _rows_to_rgb8(rows: np.ndarray, bgr: bool) -> np.ndarray:
+    """uint8 (r, W, 3) RGB of integer (r, W), (r, W, 3) or (r, W, 4) samples (B, G, R order
+    when `bgr`): scaled to 8 bits as round(v * 255 / m), m the dtype's largest value (for
+    uint16 round(v / 257), computed exactly in integers; negative values are 0), then alpha
+    composited onto black as round(c * a / 255) (exactly, in integers: no ties can occur)."""
+    if rows.dtype == np.uint16:
+        rows = ((rows.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif rows.dtype != np.uint8:
+        top = np.iinfo(rows.dtype).max
+        rows = np.round(np.clip(rows.astype(np.float64), 0, top) * (255.0 / top)).astype(np.uint8)
+    if rows.ndim == 2:
+        return np.repeat(rows[..., None], 3, axis=-1)
+    rgb = rows[..., 2::-1] if bgr else rows[..., :3]
+    if rows.shape[-1] == 4:
+        return ((rgb.astype(np.uint16) * rows[..., 3:] + 127) // 255).astype(np.uint8)
+    return rgb
+
+
+def to_rgb8(samples: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of integer gray, RGB(A) or BGR(A) samples (`_rows_to_rgb8`),
+    converted a block of rows at a time: beyond the input and the output, a conversion holds
+    a few bytes per pixel of one block only."""
+    out = np.empty((*samples.shape[:2], 3), np.uint8)
+    for top in range(0, len(samples), _ROWS):
+        out[top:top + _ROWS] = _rows_to_rgb8(samples[top:top + _ROWS], bgr)
+    return out
+
+
+def _from_deep(data: bytes, path: str) -> tuple[np.ndarray, int]:
+    """(uint8 (H, W, 3) RGB, bits per sample) of a file of 16- or 32-bit integer samples
+    (`to_rgb8`: for 16 bits each sample v becomes round(v / 257)); alpha, if any, composited
+    onto black after the reduction."""
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise BadImageError(path, "16-bit image OpenCV cannot decode")
-    if array.dtype == np.uint8:  # OpenCV decoded it as 8-bit already
-        array8 = array
-    else:
-        array8 = np.round(np.clip(array.astype(np.float64), 0, 65535) / 257.0).astype(np.uint8)
-    if array8.ndim == 2:
-        return np.repeat(array8[..., None], 3, axis=-1)
-    if array8.shape[-1] == 4:
-        rgb = array8[..., 2::-1].astype(np.float64)
-        alpha = array8[..., 3:].astype(np.float64) / 255.0
-        return np.round(rgb * alpha).astype(np.uint8)
-    return np.ascontiguousarray(array8[..., 2::-1])
+        raise BadImageError(path, "16- or 32-bit image OpenCV cannot decode")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise BadImageError(path, f"{array.dtype} samples are not supported (integer samples only)")
+    return to_rgb8(array, bgr=array.ndim == 3), 8 * array.dtype.itemsize
 
 
 def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
@@ -129,10 +156,9 @@ def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
     changes = []
     has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
     if has_alpha:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
-        rgb = np.round(rgba[..., :3] * rgba[..., 3:] / 255.0).astype(np.uint8)
+        rgba = np.asarray(image if image.mode == "RGBA" else image.convert("RGBA"))
         changes.append(f"mode {image.mode} -> RGB (alpha composited onto black)")
-        return rgb, changes
+        return to_rgb8(rgba), changes
     if image.mode != "RGB":
         changes.append(f"mode {image.mode} -> RGB")
         image = image.convert("RGB")
@@ -154,19 +180,22 @@ class DecodedImage(NamedTuple):
     data: bytes
 
 
-def _read_bytes(path: str) -> bytes:
-    """The bytes of a file; BadImageError naming it when it cannot be read."""
+def _read_bytes(path: str, max_pixels: int | None) -> bytes:
+    """The bytes of a regular file, its size checked first (at most 8 bytes a pixel of
+    `max_pixels` plus 1 MiB, more than any encoding of such an image needs; 2 GiB without);
+    BadImageError naming it when it cannot be read or is refused."""
+    limit = 2**31 if max_pixels is None else 8 * max_pixels + 2**20
+    if not os.path.exists(path) and os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise BadImageError(path, "symbolic link loop") from None
+        raise BadImageError(path, f"dangling symbolic link (to {printable(os.readlink(path))})")
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise BadImageError(path, f"dangling symbolic link (to {printable(os.readlink(path))})"
-                                ) from None
-        raise BadImageError(path, "file not found (removed while reading?)") from None
-    except OSError as e:
-        raise BadImageError(path, f"unreadable file ({type(e).__name__}: {e.strerror or e})"
-                            ) from None
+        return files.read_bytes(path, limit, "an image")
+    except FileReadError as e:
+        raise BadImageError(path, str(e).removeprefix(f"{path}: ")) from None
 
 
 def _open(data: bytes, max_pixels: int | None) -> Image.Image:
@@ -193,7 +222,7 @@ def read_image(path: os.PathLike | str, max_pixels: int | None = None) -> Decode
         image at all, too large, unreadable, or a dangling symbolic link.
     """
     path = str(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, max_pixels)
     if not data:
         raise BadImageError(path, "empty file")
     try:
@@ -203,15 +232,14 @@ def read_image(path: os.PathLike | str, max_pixels: int | None = None) -> Decode
             raise BadImageError(path, f"too large: {width * height:,} pixels ({width}x{height}),"
                                       f" over data.max_image_pixels = {max_pixels:,}")
         image_format = image.format
-        sixteen = _is_16_bit(image)
         if image.mode == "F":
             raise BadImageError(path, "32-bit float images are not supported")
-        image.load()
         changes = []
-        if sixteen:
-            pixels = _from_16_bit(data, path)
-            changes.append(f"16-bit {image.mode} -> 8-bit RGB")
+        if _is_deep(image):  # decoded by OpenCV alone: PIL's copy would cost 4 bytes a pixel more
+            pixels, bits = _from_deep(data, path)
+            changes.append(f"{bits}-bit {image.mode} -> 8-bit RGB")
         else:
+            image.load()
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             if orientation != 1:
                 image = ImageOps.exif_transpose(image)
@@ -268,8 +296,8 @@ class FolderListing:
 def list_folder(folder: os.PathLike | str) -> FolderListing:
     """Lists a folder's image files by extension; other entries (and sub-folders) are ignored.
 
-    A symbolic link with an image extension is listed even when it is dangling (so that the
-    folder check names it).
+    A symbolic link with an image extension is listed even when it is dangling or part of a
+    loop (so that the folder check names it).
 
     Raises:
       DataError: naming the folder, when it is missing, not a folder, or holds no image file.
@@ -282,7 +310,7 @@ def list_folder(folder: os.PathLike | str) -> FolderListing:
     images, ignored = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         dangling = entry.is_symlink() and not os.path.exists(entry.path)
-        is_image = ((entry.is_file() or dangling)
+        is_image = ((dangling or entry.is_file())
                     and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS)
         (images if is_image else ignored).append(entry.name)
     if not images:

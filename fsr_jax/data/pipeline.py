@@ -27,6 +27,8 @@ import numpy as np
 from absl import flags, logging
 from jax.sharding import NamedSharding, PartitionSpec
 
+from fsr_jax.data.images import DataError
+
 STREAM_HR, STREAM_LR = 0, 1
 
 
@@ -227,6 +229,9 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
 
     Returns:
       A `TrainIterator`; `steps_per_epoch` is the number of steps in one pass over HR.
+
+    Raises:
+      DataError: naming the folder, when it gives fewer HR faces than one batch.
     """
     from fsr_jax.data import datasets  # TFDS is only imported where data are read
 
@@ -240,6 +245,10 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                      lr.shape, (hr.nbytes + lr.nbytes) / 2**20)
     else:
         hr, lr = hr_builder.as_data_source("train"), lr_builder.as_data_source("train")
+    if len(hr) < global_batch_size:
+        where = data_cfg.hr_dir or "the synthetic HR set"
+        raise DataError(f"{where} gives {len(hr)} usable HR faces, fewer than the batch size {global_batch_size}; "
+                        f"add faces or lower the stage's batch_size")
     iterator = make_iterator(
         hr, lr, global_batch_size=global_batch_size, seed=seed,
         random_flip=data_cfg.random_flip, process_index=process_index,

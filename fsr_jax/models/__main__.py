@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from fsr_jax import cli, models
+from fsr_jax import cli, config_checks, models
 
 
 def define(fv: flags.FlagValues, argv) -> None:
@@ -52,10 +53,14 @@ def networks(cfg, hr_size: int = 64):
     ]
 
 
-def run(fv: flags.FlagValues, args: list[str]) -> None:
+def run(fv: flags.FlagValues, args: list[str]) -> int:
     del args
     if not fv.summary:
         raise app.UsageError("nothing to do: pass --summary to print the parameter tables")
+    problems = config_checks.non_positive_sizes(fv.config) + config_checks.non_finite_numbers(fv.config)
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return 1
     cfg = fv.config.model
     for name, module, example in networks(cfg):
         rows = parameter_table(module, example)
@@ -64,6 +69,7 @@ def run(fv: flags.FlagValues, args: list[str]) -> None:
         for layer, count in rows:
             print(f"  {layer:<{width}}  {count:>12,}")
         print(f"  {'total':<{width}}  {sum(c for _, c in rows):>12,}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from fsr_jax.metrics.weights import convert, fetch, integrity, pins
-from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError
+from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError, WeightsHashError
 from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, NIQE_FILE
 
 CACHE_ENV = "FSR_JAX_CACHE"
@@ -108,7 +108,7 @@ def _extract(archive: pins.Archive, path: pathlib.Path, reference: pathlib.Path,
     log(f"extracted {len(files)} files from {path.name} into {reference}")
 
 
-def _pin_of(relpath: str) -> tuple[str, str]:
+def pin_of(relpath: str) -> tuple[str, str]:
     """(kept path that carries the pin, its hash): the file itself, or the kept folder holding it."""
     if relpath in pins.KEPT:
         return relpath, pins.KEPT[relpath]
@@ -121,7 +121,7 @@ def _pin_of(relpath: str) -> tuple[str, str]:
 def reference(relpath: str, root: pathlib.Path, log: Log) -> pathlib.Path:
     """A verified kept file (or kept folder, ending in '/') below `root/reference`, extracted
     (and its archive fetched) first if absent."""
-    pinned, sha = _pin_of(relpath)
+    pinned, sha = pin_of(relpath)
     folder = root / "reference"
     path = folder / relpath
     if not (path.is_dir() if relpath.endswith("/") else path.is_file()):
@@ -174,8 +174,13 @@ def build(target: pins.Output, root: pathlib.Path, log: Log,
 
 
 def read_npz(path: str, sha256: str) -> dict[str, np.ndarray]:
-    """The arrays of a converted file, checked against its pinned `integrity.arrays_sha256`."""
-    with np.load(path, allow_pickle=False) as data:
-        flat = {key: data[key] for key in data.files}
+    """The arrays of a converted file, checked against its pinned `integrity.arrays_sha256`;
+    WeightsHashError naming it when it is damaged (not a readable .npz) or differs."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise WeightsHashError(f"{path} is damaged ({type(err).__name__}: {err}); it is not used. "
+                               f"{delete_fix(pathlib.Path(path))}") from None
     integrity.check(integrity.arrays_sha256(flat), sha256, path, delete_fix(pathlib.Path(path)))
     return flat

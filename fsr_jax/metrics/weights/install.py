@@ -7,10 +7,15 @@ parameter shapes as they are written.
 from __future__ import annotations
 
 import pathlib
+import shutil
+from typing import Callable, TypeVar
 
 from fsr_jax.metrics import inception, perceptual
 from fsr_jax.metrics.weights import cache, pins
 from fsr_jax.metrics.weights.cache import AbstractParams, Log
+from fsr_jax.metrics.weights.errors import WeightsHashError
+
+T = TypeVar("T")
 
 # The Flax model each converted file is for (NIQE's parameters are no model's).
 MODELS: dict[str, AbstractParams] = {
@@ -19,27 +24,49 @@ MODELS: dict[str, AbstractParams] = {
 }
 
 
+def _rebuilt(path: pathlib.Path, make: Callable[[], T], log: Log) -> T:
+    """`make()`; when it finds `path` damaged (WeightsHashError), `path` is removed, named in one
+    line, and made again."""
+    try:
+        return make()
+    except WeightsHashError as err:
+        log(f"damaged   {path} ({str(err).split(';')[0].removeprefix(str(path)).strip()}); rebuilding it")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return make()
+
+
 def install(log: Log = print) -> pathlib.Path:
     """Fetches, verifies, extracts and converts every metric weight into `cache.cache_dir()`; returns it.
 
-    Idempotent: what is present is verified, not fetched again.
+    Idempotent: what is present is verified, not fetched again; a damaged file (an archive,
+    kept file or converted file that does not read or has another hash) is named, removed and
+    made again from its source.
     """
     root = cache.cache_dir()
     log(f"metric weight cache: {root}")
     for archive in pins.ARCHIVES:
-        present = (root / "downloads" / archive.filename).is_file()
+        download = root / "downloads" / archive.filename
+        present = download.is_file()
         if not present:
-            cache.announce(archive, root / "downloads" / archive.filename, root, log)
-        path = cache.archive_file(archive, root, log)
+            cache.announce(archive, download, root, log)
+        path = _rebuilt(download, lambda a=archive: cache.archive_file(a, root, log), log)
         log(f"{'verified ' if present else 'fetched  '} {path}")
     for relpath in pins.KEPT:
-        log(f"verified  {cache.reference(relpath, root, log)}")
+        kept = root / "reference" / cache.pin_of(relpath)[0]
+        log(f"verified  {_rebuilt(kept, lambda r=relpath: cache.reference(r, root, log), log)}")
     for output in pins.OUTPUTS:
         target = root / output.name
-        if target.is_file():
+
+        def verified_or_built(output=output, target=target):
+            if not target.is_file():
+                return cache.build(output, root, log, MODELS.get(output.name))
             cache.read_npz(str(target), output.sha256)
             log(f"verified  {target}")
-        else:
-            cache.build(output, root, log, MODELS.get(output.name))
+            return target
+
+        _rebuilt(target, verified_or_built, log)
     log("metric weights ready")
     return root
