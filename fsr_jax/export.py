@@ -15,7 +15,8 @@ import sys
 
 from absl import flags
 
-from fsr_jax import checkpointing, cli, inference, weights_file
+from fsr_jax import cli, inference, weights_file
+from fsr_jax.errors import FsrJaxError
 from fsr_jax.weights_file import NETS, STORAGE_DTYPES
 
 
@@ -63,7 +64,7 @@ def run(fv: flags.FlagValues, args: list[str]) -> int:
             meta = restore(fv.weights, output, fv.dtype)
         else:
             meta = export(fv.workdir, fv.net, output, fv.step, fv.dtype)
-    except (checkpointing.CheckpointError, ValueError) as err:
+    except (FsrJaxError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {fv.output}: {meta['net']} of {fv.workdir or fv.weights} (checkpoint {meta['step']}), "

@@ -82,6 +82,19 @@ def output_names(paths: list[pathlib.Path]) -> list[str]:
     return [p.name if stems[p.stem.casefold()] > 1 else p.stem for p in paths]
 
 
+def writable_folder(path: str | os.PathLike) -> pathlib.Path:
+    """`path` as a folder this process can write into (created if missing), checked by creating
+    and removing a file in it; FileWriteError naming it otherwise (a file, read-only...)."""
+    path = pathlib.Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise FileWriteError(f"cannot write into the folder {path}: {err.strerror or err}") from err
+    return path
+
+
 def write_bytes(path: str | os.PathLike, data: bytes,
                 replaces: Callable[[pathlib.Path], bool] | None = None) -> pathlib.Path:
     """Write `data` to `path` atomically (`open_atomic`); return the path."""
@@ -119,7 +132,10 @@ def read_bytes(path: str | os.PathLike, limit: int, what: str = "file") -> bytes
             if info.st_size > limit:
                 raise FileReadError(f"{path}: {info.st_size:,} bytes, more than {limit:,} for {what}; not read")
             with os.fdopen(os.dup(fd), "rb") as handle:
-                return handle.read(limit + 1)[:limit]
+                data = handle.read(info.st_size + 1)
+            if len(data) > limit:  # grew since
+                raise FileReadError(f"{path}: more than {limit:,} bytes for {what}; not read")
+            return data
         finally:
             os.close(fd)
     except FileReadError:

@@ -23,6 +23,7 @@ from PIL import Image
 from fsr_jax import checkpointing, models, weights_file
 from fsr_jax.config_checks import ConfigError
 from fsr_jax.data import images
+from fsr_jax.data.config import MAX_IMAGE_PIXELS
 from fsr_jax.stages.degradation import STAGE as DEGRADATION
 from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT
 from fsr_jax.weights_file import SR_NETS, WeightsError
@@ -290,26 +291,27 @@ class FaceFiles(NamedTuple):
     resized: list[pathlib.Path]
 
 
-def read_image(path: pathlib.Path) -> np.ndarray:
+def read_image(path: pathlib.Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """uint8 (H, W, 3) RGB pixels of an image file (`images.read_image`).
 
     Raises:
-      BadImageError: naming the file, when it cannot be read or decoded, or is over PIL's
-        pixel limit (Image.MAX_IMAGE_PIXELS; PIL's DecompressionBombError).
+      BadImageError: naming the file, when it cannot be read or decoded, or has more than
+        `max_pixels` pixels (refused before decoding).
     """
     try:
-        return images.read_image(path).pixels
+        return images.read_image(path, max_pixels).pixels
     except Image.DecompressionBombError as err:
         raise images.BadImageError(path, f"too large ({err})") from None
 
 
-def read_face_files(paths: list[pathlib.Path], size: int, resize: bool = True) -> FaceFiles:
+def read_face_files(paths: list[pathlib.Path], size: int, resize: bool = True,
+                    max_pixels: int = MAX_IMAGE_PIXELS) -> FaceFiles:
     """Reads face crops of any size as uint8 (size, size, 3) RGB; a file that cannot be read,
     or (with `resize` False) is not size x size, is listed in `failed` and the rest still read."""
     faces, good, failed, resized = [], [], [], []
     for path in paths:
         try:
-            pixels = read_image(path)
+            pixels = read_image(path, max_pixels)
         except (images.BadImageError, OSError) as err:
             failed.append((path, str(err)))
             continue

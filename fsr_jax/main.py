@@ -95,6 +95,7 @@ def main(argv: list[str]) -> None:
         data.add_test_sets(config.data, _TEST_SETS.value)
         if config.mode == "eval":
             from fsr_jax import evaluate  # noqa: PLC0415
+            _STOP.during = "evaluation"
             evaluate.evaluate(config, _WORKDIR.value)
         else:
             train.train_and_evaluate(config, _WORKDIR.value, _STOP)

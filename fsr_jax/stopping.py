@@ -38,6 +38,9 @@ class Stopper:
     def __init__(self):
         self.signal: int | None = None
         self.in_loop = False
+        #: What the process does outside the training loop, for the stop message: None before
+        #: training, or e.g. "evaluation" (whose results are written only at its end).
+        self.during: str | None = None
         self.calls = 0
         self.reason = ""
         self.previous: dict = {}
@@ -66,6 +69,9 @@ class Stopper:
         raises it at once; that raise may have been dropped, see the module docstring)."""
         if self.signal is not None and not self.in_loop:
             name = signal.Signals(self.signal).name
+            if self.during:
+                raise StoppedBeforeTraining(f"{name} during {self.during}: stopped before its results were "
+                                            f"written; rerun it (checkpoints are untouched)")
             raise StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
 
     def _handle(self, signum, frame) -> None:

@@ -176,7 +176,7 @@ def test_photos_with_bad_boxes_entries_or_files_are_named_and_skipped_and_the_re
     err = capsys.readouterr().err
     errors = error_lines(err)
     assert len(errors) == 7, errors
-    for name, says in [("zero.png", "width and height must be positive"), ("nan.png", "not finite"),
+    for name, says in [("zero.png", "width and height must be positive"), ("nan.png", "must be finite"),
                        ("listed.png", 'not of the form {"faces"'), ("outside.png", "outside the 80x60 photo"),
                        ("words.png", "not [x, y, w, h]"), ("unlisted.png", "no entry in"), ("huge.png", "pixels")]:
         assert sum(name in line and says in line for line in errors) == 1, (name, errors)
@@ -219,3 +219,48 @@ def test_a_run_killed_while_writing_a_photo_leaves_no_partial_file_under_its_nam
     assert Image.open(out / "group.png").size == (320, 240)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["boxes.json", "group.png",
                                                                                    "group_faces"]
+
+
+def test_reruns_keep_every_photos_boxes_and_leave_no_stale_face_files(tmp_path, smoke_run, super_resolve):
+    photo = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    for name in ("a", "b"):
+        Image.fromarray(photo).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+
+    def run(name, boxes):
+        (tmp_path / "boxes.json").write_text(json.dumps({f"{name}.png": {"faces": boxes}}))
+        assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / f"{name}.png"),
+                              "--output", str(out), "--boxes", str(tmp_path / "boxes.json")]) == 0
+
+    run("a", [[10, 10, 30, 30], [40, 20, 20, 25]])
+    run("b", [[5, 5, 20, 20]])
+    run("a", [[10, 10, 30, 30]])   # a now has one face: face_1.png of the first call is gone
+    assert sorted(p.name for p in (out / "a_faces").iterdir()) == ["face_0.png"]
+    kept = json.loads((out / "boxes.json").read_text())
+    assert sorted(kept) == ["a.png", "b.png"] and len(kept["a.png"]["faces"]) == 1
+
+
+def test_crafted_boxes_bad_margins_pixel_limits_and_unwritable_outputs_are_one_line_each(
+        tmp_path, smoke_run, super_resolve, capsys):
+    photo = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    base = ["--workdir", str(smoke_run), "--input", str(tmp_path / "p.png")]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text('{"p.png": {"faces": [[100000000000000000000, 1, 5, 5]]}}')
+    assert super_resolve([*base, "--output", str(tmp_path / "o1"), "--boxes", str(boxes)]) == 1
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "face 0 is [100000000000000000000, 1, 5, 5]: each number must be finite" in errors[0]
+    boxes.write_text("[" * 100_000 + "]" * 100_000)
+    assert super_resolve([*base, "--output", str(tmp_path / "o2"), "--boxes", str(boxes)]) == 2
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "nested too deeply" in errors[0], errors
+    for margin in ("0", "-1", "nan", "100"):
+        assert super_resolve([*base, "--output", str(tmp_path / "o3"), "--detect", f"--margin={margin}"]) == 1
+        assert "--margin must be a number from 0.5 to 4" in capsys.readouterr().err
+    assert super_resolve([*base, "--output", str(tmp_path / "o4"), "--detect", "--max_pixels=4799"]) == 1
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "too large: 4,800 pixels (80x60), over" in errors[0], errors
+    (tmp_path / "a_file").write_text("x")
+    assert super_resolve([*base, "--output", str(tmp_path / "a_file"), "--detect"]) == 2
+    errors = error_lines(capsys.readouterr().err)
+    assert errors == [f"error: cannot write into the folder {tmp_path / 'a_file'}: File exists"], errors

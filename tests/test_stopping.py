@@ -63,3 +63,13 @@ def test_a_stop_raised_inside_a_finaliser_is_kept_and_raised_by_check(capsys):
     assert "Exception ignored" not in capsys.readouterr().err
     stop.in_loop = True
     stop.check()                    # in the loop a signal is a flag, not an exception
+
+
+def test_a_stop_during_evaluation_says_so():
+    with stopping.Stopper() as stop:
+        stop.during = "evaluation"
+        with pytest.raises(stopping.StoppedBeforeTraining, match="^SIGTERM during evaluation: stopped before its "
+                                                                  "results were written; rerun it"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):   # bytecodes, where the handler runs
+                pass

@@ -19,9 +19,9 @@ import sys
 from absl import app, flags
 
 from configs import teacher_student
-from fsr_jax import checkpointing, cli, config_checks, data, evaluate, inference, tables
+from fsr_jax import checkpointing, cli, data, evaluate, files, inference, tables
+from fsr_jax.errors import FsrJaxError
 from fsr_jax.data.images import DataError
-from fsr_jax.metrics import MissingWeightsError
 
 
 def define(fv: flags.FlagValues, argv) -> None:
@@ -87,12 +87,12 @@ def run(args: flags.FlagValues, workdirs: list[str]) -> int:
             rows += [(name, {"net": net, "workdir": workdir, "metrics": metrics})
                      for name, net in variants if net in metrics["nets"]]
         table = tables.ablation_table(rows, paired, real)
-    except (checkpointing.CheckpointError, config_checks.ConfigError, DataError, MissingWeightsError) as err:
+    except FsrJaxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(table)
     if args.output:
-        pathlib.Path(args.output).write_text(table)
+        files.write_text(args.output, table)
     return 0
 
 

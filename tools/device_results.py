@@ -45,7 +45,7 @@ from typing import Any
 
 from absl import flags
 
-from fsr_jax import cli
+from fsr_jax import cli, files
 
 #: Stage-1 remedies, tried in this order while the budget allows when the paper's DeNet shows
 #: flaws: config overrides, each with the paper's behaviour as the field's default.
@@ -101,9 +101,7 @@ class Output:
         self.save()
 
     def save(self) -> None:
-        tmp = self.folder / ".results.json.tmp"
-        tmp.write_text(json.dumps(self.results, indent=2, default=str))
-        tmp.replace(self.folder / "results.json")
+        files.write_text(self.folder / "results.json", json.dumps(self.results, indent=2, default=str))
 
     def copy(self, source: pathlib.Path, name: str) -> None:
         """A file of at most 16 MiB, as `name`."""
@@ -323,7 +321,7 @@ def report_command(fv: flags.FlagValues, argv: list[str]) -> int:
         rows += [(row, {"net": net, "workdir": variant, "metrics": scores})
                  for row, net in tables.variant_rows(run_config, variant)]
     table = evaluate.eval_dir(workdir, main_results["folder"]) / "table.md"
-    (workdir / "results.md").write_text(results_markdown(device, main_results, table, rows, argv))
+    files.write_text(workdir / "results.md", results_markdown(device, main_results, table, rows, argv))
     print(f"wrote {workdir / 'results.md'}")
     return 0
 

@@ -32,7 +32,7 @@ import time
 
 from absl import flags
 
-from fsr_jax import cli
+from fsr_jax import cli, files
 
 DEFAULT_CONFIG = cli.PAPER_CONFIG
 SMOKE_CONFIG = cli.config_file("smoke")
@@ -133,8 +133,7 @@ class Recipe:
         self.state.setdefault("stages", {})
 
     def save_state(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps(self.state, indent=2))
+        files.write_text(self.state_path, json.dumps(self.state, indent=2))
 
     def prepare(self) -> None:
         from fsr_jax import data  # noqa: PLC0415
@@ -283,8 +282,8 @@ def run(argv: list[str], fv: flags.FlagValues) -> int:
     """The recipe with the parsed flags `fv` of the command line `argv` (which the printed commands repeat)."""
     import jax  # noqa: PLC0415
 
-    from fsr_jax import checkpointing, config_checks, metrics, observe, train  # noqa: PLC0415
-    from fsr_jax.data.images import DataError  # noqa: PLC0415
+    from fsr_jax import observe  # noqa: PLC0415
+    from fsr_jax.errors import FsrJaxError  # noqa: PLC0415
     from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT  # noqa: PLC0415
 
     observe.quiet_library_logs()
@@ -302,14 +301,13 @@ def run(argv: list[str], fv: flags.FlagValues) -> int:
             return 0
         results, eval_folder = recipe.evaluate()
         exported = recipe.export(results["step"])
-    except (config_checks.ConfigError, train.NonFiniteLossError, checkpointing.CheckpointError,
-            metrics.MissingWeightsError, DataError) as err:
+    except FsrJaxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     device = f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.devices()[0].platform})"
     commands = step_commands(argv, fv, eval_extra, exported)
     text = results_markdown(recipe, results, eval_folder, exported, commands, fv.smoke, device)
-    (recipe.dir / RESULTS_FILE).write_text(text)
+    files.write_text(recipe.dir / RESULTS_FILE, text)
     print(f"wrote {recipe.dir / RESULTS_FILE}")
     return 0
 

@@ -43,8 +43,10 @@ import cv2
 import numpy as np
 from absl import flags
 
-from fsr_jax import checkpointing, cli, files, inference, models, photos
+from fsr_jax import cli, files, inference, models, photos
 from fsr_jax.data import images
+from fsr_jax.data.config import MAX_IMAGE_PIXELS
+from fsr_jax.errors import FsrJaxError
 
 BOXES_FILE = "boxes.json"
 MAX_BOXES_BYTES = 64 * 2**20
@@ -68,6 +70,8 @@ def define(fv: flags.FlagValues, argv) -> None:
     flags.DEFINE_bool("detect", False, "Inputs are whole photos: find the faces.", flag_values=fv)
     flags.DEFINE_string("boxes", None, "boxes.json giving the faces of each photo (implies photo mode; "
                         "no detection).", flag_values=fv)
+    flags.DEFINE_integer("max_pixels", MAX_IMAGE_PIXELS, "Inputs with more pixels (width x height) are "
+                         "skipped before decoding.", lower_bound=1, flag_values=fv)
     flags.DEFINE_float("margin", photos.MARGIN, "Crop side / face box side, from 0.5 to 4.", flag_values=fv)
     flags.register_validator("margin", lambda m: math.isfinite(m) and 0.5 <= m <= 4,
                              "--margin must be a number from 0.5 to 4 (crop side / face box side)", flag_values=fv)
@@ -172,7 +176,7 @@ def report(reason: str) -> None:
 
 def run_faces(args, paths, names, sr_fn, lr_size: int, out: pathlib.Path) -> list[str]:
     """Face crops -> OUT/<name>.png; returns the reasons of the inputs skipped (reported)."""
-    read = inference.read_face_files(paths, lr_size, resize=args.resize)
+    read = inference.read_face_files(paths, lr_size, resize=args.resize, max_pixels=args.max_pixels)
     failed = [reason for _, reason in read.failed]
     for reason in failed:
         report(reason)
@@ -217,7 +221,7 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
         try:
             if given is not None and path.name not in given:
                 raise Skipped(f"{path}: no entry in {args.boxes}")
-            photo = inference.read_image(path)
+            photo = inference.read_image(path, args.max_pixels)
             found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale,
                                                photo_boxes(path, given, args.boxes, photo), args.margin)
             with files.open_atomic(out / f"{name}.png") as file:
@@ -272,7 +276,8 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
         check_outputs(paths, names, out, photo_mode)
         given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
         model, params, lr_size, described = load_network(args)
-    except (checkpointing.CheckpointError, images.DataError) as err:
+        files.writable_folder(out)
+    except FsrJaxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     scale = model.scale
@@ -281,7 +286,6 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
     def sr_fn(lr):
         return inference.super_resolve(model, params, lr, args.batch_size)
 
-    out.mkdir(parents=True, exist_ok=True)
     if photo_mode:
         failed = run_photos(args, paths, names, sr_fn, lr_size, scale, out, given)
     else:

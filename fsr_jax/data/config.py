@@ -19,6 +19,9 @@ _TEST_SET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 TEST_SET_NAME_CHARS = "letters, digits, '_' and '-'"
 
 
+#: The default bound on an image's pixels (width x height), checked before decoding.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
 def default_tfds_dir() -> str:
     """$FSR_JAX_TFDS_DIR if set, else ~/.cache/fsr_jax/tfds (not expanded)."""
     return os.environ.get(TFDS_DIR_ENV, DEFAULT_TFDS_DIR)
@@ -51,7 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Images with more pixels (width x height) are bad images, refused before decoding (PIL
     # reads the size from the header): one decoded 15000x15000 file takes 675 MB, and faces are
     # a few hundred pixels wide. 8192 x 8192.
-    c.max_image_pixels = 8192 * 8192
+    c.max_image_pixels = MAX_IMAGE_PIXELS
     # Side of HR faces in pixels (the paper's 64).
     c.hr_size = 64
     # Side of LR faces in pixels (the paper's 16; scale = hr_size / lr_size).
