@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from fsr_jax import checkpointing, config_checks, cost, data, files, observe, run_lock, stages
-from fsr_jax.mesh import data_mesh, replicated
+from fsr_jax.mesh import data_mesh, replicated, wait_for_every_process
 from fsr_jax.stages import StepSpec
 from fsr_jax.errors import FsrJaxError
 from fsr_jax.stopping import Stopper
@@ -141,6 +141,7 @@ class StageRun:
         logging.info("%s (%s)", what, hint)
         start = time.perf_counter()
         compiled_call = stop.wait(lambda: self.steps_fn.lower(state, batches).compile())
+        stop.wait(lambda: wait_for_every_process(f"{self.name}-compiled-{count}"))
         seconds = time.perf_counter() - start
         logging.info("%s: done in %.1f s", what, seconds)
         if self.primary:

@@ -98,12 +98,12 @@ def payload_digest(config_json: str, params_sha256: str) -> str:
 
 
 def is_weights_file(path: pathlib.Path) -> bool:
-    """Whether `path` starts as an fsr_jax weights file does (its first bytes name the format)."""
+    """Whether `path` is an fsr_jax weights file of any format (intact or not)."""
     try:
-        with open(path, "rb") as handle:
-            return FORMAT.split("/")[0].encode() + b"/" in handle.read(64)
-    except OSError:
+        tree = serialization.msgpack_restore(files.read_bytes(path, MAX_FILE_BYTES, "a weights file"))
+    except Exception:  # noqa: BLE001 -- unreadable, foreign or cut-off bytes: not one
         return False
+    return isinstance(tree, dict) and str(tree.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
 
 
 def _type_problem(name: str, value: Any, default: Any) -> str | None:

@@ -306,3 +306,21 @@ def test_bad_policy_values_are_one_line_errors(tmp_path):
     cfg.test_sets["a/outside"] = str(tmp_path)  # a config file can set what --test_set refuses
     with pytest.raises(images.DataError, match="test set name 'a/outside': use only letters"):
         data.load_test_set(cfg, "a/outside")
+
+
+def test_an_unwritable_tfds_dir_and_too_few_hr_faces_are_one_line_each(tmp_path, faces_dir):
+    hr, lr = tmp_path / "hr", tmp_path / "lr"
+    for folder, source, count in ((hr, "HIGH", 3), (lr, "LOW", 8)):
+        folder.mkdir()
+        for path in sorted((faces_dir / "train" / source).iterdir())[:count]:
+            shutil.copy(path, folder / path.name)
+    cfg = data.default_config()
+    cfg.hr_dir, cfg.lr_dir, cfg.progress = str(hr), str(lr), False
+    (tmp_path / "a_file").write_text("x")
+    cfg.tfds_dir = str(tmp_path / "a_file" / "tfds")
+    with pytest.raises(images.DataError, match=f"cannot prepare HR faces from {hr} in {tmp_path / 'a_file'}.*: "
+                                               "Not a directory; set data.tfds_dir to a folder"):
+        data.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)
+    cfg.tfds_dir = str(tmp_path / "tfds")
+    with pytest.raises(images.DataError, match=f"^{hr} gives 3 usable HR faces, fewer than the batch size 4"):
+        data.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)

@@ -183,3 +183,10 @@ def test_a_run_of_stage_1_alone_is_evaluated_as_its_denet_report(tmp_path, smoke
     out = tmp_path / "eval" / "degradation-2"
     assert json.loads((out / "metrics.json").read_text())["denet"]["flaws"] == results["denet"]["flaws"]
     assert "## DeNet as a model of real LR" in (out / "table.md").read_text()
+
+
+def test_sr_faces_of_test_files_sharing_a_stem_are_written_apart(tmp_path):
+    faces = np.stack([np.full((4, 4, 3), k, np.uint8) for k in range(3)])
+    evaluate.write_images(tmp_path, {"snet": faces}, ["a.png", "a.jpg", "b.png"])
+    written = {p.name: int(np.asarray(Image.open(p))[0, 0, 0]) for p in (tmp_path / "snet").iterdir()}
+    assert written == {"a.png.png": 0, "a.jpg.png": 1, "b.png": 2}

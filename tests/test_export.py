@@ -270,3 +270,22 @@ def test_denet_exports_restores_in_float16_and_gives_the_checkpoints_report(smok
     from_run = evaluate.evaluate(config, str(smoke_run))
     assert from_file["sets"] == {} and (tmp_path / "eval" / "weights-2" / "grids" / "denet_sheet.png").is_file()
     assert from_file["denet"]["rows"] == from_run["denet"]["rows"]
+
+
+def test_export_never_replaces_a_file_it_did_not_write_nor_writes_through_a_link(exported, smoke_run, tmp_path,
+                                                                                  capsys):
+    config = smoke_run / "teacher_student" / "config.json"
+    before = config.read_bytes()
+    victim = tmp_path / "victim"
+    victim.write_text("outside")
+    (tmp_path / "out.msgpack.partial").symlink_to(victim)   # the fixed temporary name of before
+    (tmp_path / "folder").mkdir()
+    for output, message in ((config, "exists and is not a file fsr_jax wrote"), (tmp_path / "folder", "is a folder")):
+        assert export.main(["--workdir", str(smoke_run), "--output", str(output)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {output}") and message in err and "\n" not in err, err
+    assert config.read_bytes() == before
+    assert export.main(["--workdir", str(smoke_run), "--output", str(tmp_path / "out.msgpack")]) == 0
+    assert export.main(["--workdir", str(smoke_run), "--output", str(tmp_path / "out.msgpack")]) == 0  # its own file
+    assert victim.read_text() == "outside"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "out.msgpack", "out.msgpack.partial", "victim"]

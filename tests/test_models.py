@@ -421,3 +421,10 @@ def test_a_bicubic_skip_adds_the_inputs_bicubic_downscaling_with_the_same_parame
     np.testing.assert_allclose(skip.apply({"params": params}, hr_faces),
                                plain.apply({"params": params}, hr_faces) + layers.bicubic_downsample(hr_faces),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_the_summary_command_refuses_a_zero_size_in_one_line(capsys):
+    from fsr_jax.models import __main__ as summary  # noqa: PLC0415
+
+    assert summary.main(["--summary", "--config.model.sr.features=0"]) == 1
+    assert capsys.readouterr().err.strip() == "error: model.sr.features must be positive, got 0"

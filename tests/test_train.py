@@ -80,9 +80,11 @@ def test_a_stopped_and_resumed_run_equals_the_straight_run_bit_for_bit(tmp_path,
 
 
 def test_four_steps_per_call_equal_one_step_per_call(tmp_path, tfds_dir, recorded_batches):
-    """K = 4 steps per call give the parameters of K = 1 (to the last bits: XLA compiles the
-    4-step program a little differently), with the same batches; a stage of 6 steps ends with a
-    call of 2; checkpoints and logs land on call boundaries."""
+    """K = 4 steps per call give the parameters of K = 1 with the same batches; a stage of 6
+    steps ends with a call of 2; checkpoints and logs land on call boundaries. Not to the last
+    bit: XLA compiles the 4-step program a little differently, and Adam divides each gradient by
+    its own running scale, so a rounding difference in a near-zero gradient moves its parameter
+    by a fraction of one step (at most lr). The bound: 1e-4 relative plus a tenth of lr."""
     train.train_and_evaluate(smoke_config(tfds_dir, s1=8, s2=6, checkpoint_every=4), str(tmp_path / "one"))
     one_batches = list(recorded_batches)
     recorded_batches.clear()
@@ -96,7 +98,8 @@ def test_four_steps_per_call_equal_one_step_per_call(tmp_path, tfds_dir, recorde
         assert s_one == s_four == steps
         for name in ALL_NETS[stage]:
             for a, b in zip(jax.tree_util.tree_leaves(p_one[name]), jax.tree_util.tree_leaves(p_four[name])):
-                np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7, err_msg=f"{stage}/{name}")
+                np.testing.assert_allclose(b, a, rtol=1e-4, atol=0.1 * four.optimizer.learning_rate,
+                                           err_msg=f"{stage}/{name}")
     lines = (tmp_path / "four" / STAGE2 / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [4, 6]
     assert sorted(int(p.name) for p in (tmp_path / "four" / STAGE1 / "checkpoints").iterdir()) == [4, 8]
