@@ -3,7 +3,7 @@
   python -m fsr_jax.export --workdir W --net snet --output snet.msgpack [--step N] [--dtype float16]
   python -m fsr_jax.export --weights snet.msgpack --output snet_fp16.msgpack --dtype float16
 
-The file (`fsr_jax.weights_file`) is what `tools/super_resolve.py --weights` and
+The file (`fsr_jax.weights_file`) is what `python -m fsr_jax.super_resolve --weights` and
 `--config.eval.weights` read. TNet and SNet come from W/teacher_student's checkpoints; DeNet from
 the stage-2 checkpoint that took it (frozen) or, for a run without stage 2, W/degradation's.
 `--weights` re-stores an exported file in another dtype (the metadata kept).

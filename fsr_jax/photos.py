@@ -46,6 +46,9 @@ def upscale_strips(photo: np.ndarray, factor: int, rows: int = STRIP_ROWS) -> It
     pass over the photo rows its vertical pass reads (bicubic reads 2 rows either side), then the
     vertical pass over that band with the strip's box."""
     height, width = photo.shape[:2]
+    if factor == 1:  # the photo itself
+        yield from ((y0, photo[y0:y0 + rows]) for y0 in range(0, height, rows))
+        return
     for y0 in range(0, factor * height, rows):
         y1 = min(factor * height, y0 + rows)
         top, bottom = max(0, y0 // factor - 3), min(height, -(-y1 // factor) + 3)
@@ -250,58 +253,69 @@ def write_png_strips(file: BinaryIO, width: int, height: int, strips: Iterator[n
 
 class PhotoFaces(NamedTuple):
     """The faces of a photo: `boxes` float (K, 4) the faces found (or given), `crops` float
-    (K, 4) the squares cut out for SR, both in pixels of the photo; `faces` uint8 (K, S, S, 3)
-    the SR faces."""
+    (K, 4) their squares, both in pixels of the photo; `enhanced` bool (K,) which crops were
+    super-resolved (None: all); `faces` uint8 (J, S, S, 3) the SR faces of those J crops."""
 
     boxes: np.ndarray
     crops: np.ndarray
     faces: np.ndarray
+    enhanced: np.ndarray | None = None
+
+    def pasted(self) -> np.ndarray:
+        """float (J, 4): the crops whose SR faces are pasted back, in `faces`' order."""
+        return self.crops if self.enhanced is None else self.crops[self.enhanced]
 
 
 class PhotoResult(NamedTuple):
     """A super-resolved photo: `image` uint8 (scale*H, scale*W, 3); `boxes` float (K, 4) the
-    faces found (or given), `crops` float (K, 4) the squares cut out for SR, both in pixels of
-    the original photo; `faces` uint8 (K, S, S, 3) the SR faces pasted back."""
+    faces found (or given), `crops` float (K, 4) their squares, both in pixels of the original
+    photo; `faces` uint8 (J, S, S, 3) the SR faces pasted back, of the crops `enhanced` marks."""
 
     image: np.ndarray
     boxes: np.ndarray
     crops: np.ndarray
     faces: np.ndarray
+    enhanced: np.ndarray | None = None
 
 
 def super_resolve_faces(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
-                        scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN) -> PhotoFaces:
+                        scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN,
+                        max_face: float | None = None) -> PhotoFaces:
     """The faces `boxes` gives, else those `detect_faces` finds, cut out of a uint8 (H, W, 3)
-    photo as `square_boxes` at lr_size x lr_size and put through `sr_fn` (uint8 (K, lr, lr, 3)
-    -> uint8 (K, S, S, 3))."""
+    photo as `square_boxes` at lr_size x lr_size and put through `sr_fn` (uint8 (J, lr, lr, 3)
+    -> uint8 (J, S, S, 3)); `scale` is sr_fn's factor S / lr. With `max_face`, a crop of a
+    larger side (photo pixels) is left as it is (`enhanced` False): shrinking it to lr_size
+    would throw away more detail than the network puts back."""
     height, width = photo.shape[:2]
     boxes = detect_faces(photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
     crops = square_boxes(boxes, height, width, margin)
-    lr = crop_faces(photo, crops, lr_size)
+    enhanced = np.ones(len(crops), bool) if max_face is None else crops[:, 2] <= max_face
+    lr = crop_faces(photo, crops[enhanced], lr_size)
     faces = sr_fn(lr) if len(lr) else np.zeros((0, scale * lr_size, scale * lr_size, 3), np.uint8)
-    return PhotoFaces(boxes, crops, faces)
+    return PhotoFaces(boxes, crops, faces, enhanced)
 
 
 def write_enlarged_photo(file: BinaryIO, photo: np.ndarray, found: PhotoFaces, scale: int,
                          feather: float = FEATHER, level: int = PNG_LEVEL) -> None:
     """Writes `super_resolve_photo`'s image as a PNG, strip by strip: the photo enlarged `scale`x
-    (PIL bicubic) with `found`'s faces pasted back, without holding the enlarged photo."""
+    (PIL bicubic; 1: the photo itself) with `found`'s SR faces pasted back, resized to their
+    crops, without holding the enlarged photo."""
     height, width = photo.shape[:2]
-    strips = (strip for _, strip in enlarged_strips(photo, found.faces, found.crops * scale, scale, feather))
+    strips = (strip for _, strip in enlarged_strips(photo, found.faces, found.pasted() * scale, scale, feather))
     write_png_strips(file, scale * width, scale * height, strips, level)
 
 
 def super_resolve_photo(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
                         scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN,
-                        feather: float = FEATHER) -> PhotoResult:
+                        feather: float = FEATHER, max_face: float | None = None) -> PhotoResult:
     """Enlarges a uint8 (H, W, 3) photo `scale`x with PIL bicubic and replaces each face by its
     super-resolved version: the faces `boxes` gives, else those `detect_faces` finds, are cut
     out as `square_boxes` at lr_size x lr_size, put through `sr_fn` (uint8 (K, lr, lr, 3) ->
     uint8 (K, S, S, 3)) and pasted back with a feathered blend. The image is built strip by
     strip in uint8 (`enlarged_strips`); `write_enlarged_photo` writes it without holding it."""
     height, width = photo.shape[:2]
-    found = super_resolve_faces(photo, sr_fn, lr_size, scale, boxes, margin)
+    found = super_resolve_faces(photo, sr_fn, lr_size, scale, boxes, margin, max_face)
     image = np.empty((scale * height, scale * width, 3), np.uint8)
-    for top, strip in enlarged_strips(photo, found.faces, found.crops * scale, scale, feather):
+    for top, strip in enlarged_strips(photo, found.faces, found.pasted() * scale, scale, feather):
         image[top:top + len(strip)] = strip
     return PhotoResult(image, *found)

@@ -12,7 +12,7 @@ from configs import smoke
 from fsr_jax import checkpointing, config_checks, evaluate, export, inference, models, weights_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TOOL = REPO / "tools" / "super_resolve.py"
+TOOL = REPO / "fsr_jax" / "super_resolve.py"
 NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
          "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
@@ -159,7 +159,7 @@ def test_the_export_command_refuses_bad_flags_with_absls_message(tmp_path, capsy
 
 def test_super_resolve_with_weights_writes_the_pngs_of_the_workdir_without_tensorflow(exported, smoke_run, tmp_path,
                                                                                        load_faces, capsys):
-    from tools import super_resolve  # noqa: PLC0415
+    from fsr_jax import super_resolve  # noqa: PLC0415
 
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -15,7 +15,7 @@ from PIL import Image
 from fsr_jax import photos
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TOOL = REPO / "tools" / "super_resolve.py"
+TOOL = REPO / "fsr_jax" / "super_resolve.py"
 # Runs the tool with TensorFlow and TFDS made unimportable.
 NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
          "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
@@ -23,7 +23,7 @@ NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tens
 
 @pytest.fixture(scope="module")
 def super_resolve():
-    from tools import super_resolve as tool  # noqa: PLC0415
+    from fsr_jax import super_resolve as tool  # noqa: PLC0415
 
     return tool.main
 
@@ -85,7 +85,7 @@ def test_detect_finds_the_faces_of_a_photo_and_writes_one_crop_each(tmp_path, sm
     photo, truth = composite_photo(load_faces)
     Image.fromarray(photo).save(tmp_path / "group.png")
     assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / "group.png"),
-                          "--output", str(tmp_path / "out"), "--detect"]) == 0
+                          "--output", str(tmp_path / "out"), "--detect", "--max_face=1000"]) == 0
     found = np.array(json.loads((tmp_path / "out" / "boxes.json").read_text())["group.png"]["faces"])
     centres = found[:, :2] + found[:, 2:] / 2
     inside = [(t[0] <= cx <= t[0] + t[2]) and (t[1] <= cy <= t[1] + t[3]) for t in truth for cx, cy in centres]
@@ -171,7 +171,7 @@ def test_photos_with_bad_boxes_entries_or_files_are_named_and_skipped_and_the_re
                "huge.png": {"faces": [[1, 1, 5, 5]]}}
     (tmp_path / "boxes.json").write_text(json.dumps(entries))
     args = ["--workdir", str(smoke_run), "--input", str(inputs), "--output", str(tmp_path / "out"),
-            "--boxes", str(tmp_path / "boxes.json")]
+            "--boxes", str(tmp_path / "boxes.json"), "--max_face=1000"]
     assert super_resolve(args) == 1
     err = capsys.readouterr().err
     errors = error_lines(err)
@@ -203,7 +203,7 @@ def test_a_run_killed_while_writing_a_photo_leaves_no_partial_file_under_its_nam
     out.mkdir()
     (out / "group.png").write_bytes(b"an earlier result")
     args = ["--workdir", str(smoke_run), "--input", str(tmp_path / "group.png"), "--output", str(out),
-            "--boxes", str(tmp_path / "boxes.json")]
+            "--boxes", str(tmp_path / "boxes.json"), "--max_face=1000"]
 
     # the kernel kills the tool (SIGXFSZ, which Python otherwise ignores) when a write passes 64 kB
     killed_at_64_kb = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
@@ -230,7 +230,7 @@ def test_reruns_keep_every_photos_boxes_and_leave_no_stale_face_files(tmp_path, 
     def run(name, boxes):
         (tmp_path / "boxes.json").write_text(json.dumps({f"{name}.png": {"faces": boxes}}))
         assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / f"{name}.png"),
-                              "--output", str(out), "--boxes", str(tmp_path / "boxes.json")]) == 0
+                              "--output", str(out), "--boxes", str(tmp_path / "boxes.json"), "--max_face=1000"]) == 0
 
     run("a", [[10, 10, 30, 30], [40, 20, 20, 25]])
     run("b", [[5, 5, 20, 20]])
@@ -264,3 +264,32 @@ def test_crafted_boxes_bad_margins_pixel_limits_and_unwritable_outputs_are_one_l
     assert super_resolve([*base, "--output", str(tmp_path / "a_file"), "--detect"]) == 2
     errors = error_lines(capsys.readouterr().err)
     assert errors == [f"error: cannot write into the folder {tmp_path / 'a_file'}: File exists"], errors
+
+
+def test_upscale_1_keeps_the_photos_size_and_a_large_face_is_left_as_bicubic_has_it(tmp_path, smoke_run,
+                                                                                      load_faces, super_resolve):
+    """A 120-px face (crop 156 px, over the default --max_face of 32) is not shrunk to 16 px:
+    its region of the 4x output is exactly PIL bicubic's (so no worse than bicubic by any
+    measure); a 20-px face is super-resolved. --upscale 1 keeps the photo's size and changes
+    the small face's pixels only."""
+    photo = Image.fromarray(np.full((200, 360, 3), 90, np.uint8))
+    big, small = load_faces("test/celeba/HR", 2)
+    photo.paste(Image.fromarray(big).resize((120, 120), Image.BICUBIC), (20, 40))
+    photo.paste(Image.fromarray(small).resize((20, 20), Image.BICUBIC), (250, 90))
+    photo.save(tmp_path / "p.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"p.png": {"faces": [[20, 40, 120, 120], [250, 90, 20, 20]]}}))
+    pixels = np.asarray(photo)
+    for upscale in ("4", "1"):
+        out = tmp_path / f"out{upscale}"
+        assert super_resolve(["--workdir", str(smoke_run), "--input", str(tmp_path / "p.png"), "--output", str(out),
+                              "--boxes", str(tmp_path / "boxes.json"), f"--upscale={upscale}"]) == 0
+        result = np.asarray(Image.open(out / "p.png"))
+        factor = int(upscale)
+        base = photos.upscale(pixels, factor) if factor > 1 else pixels
+        assert result.shape == base.shape
+        changed = np.any(result != base, axis=-1)
+        entry = json.loads((out / "boxes.json").read_text())["p.png"]
+        assert entry["enhanced"] == [False, True]
+        x, y, side = (factor * np.asarray(entry["crops"][1])[[0, 1, 2]]).round().astype(int)
+        assert changed[y:y + side, x:x + side].any() and not changed[:, :x].any() and not changed[:y].any()
+        assert sorted(p.name for p in (out / "p_faces").iterdir()) == ["face_0.png"]

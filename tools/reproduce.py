@@ -257,7 +257,7 @@ def results_markdown(recipe: Recipe, metrics: dict, eval_folder: pathlib.Path, e
               "Its steps as separate commands, with the same settings:", "", "```bash"]
     lines += [shlex.join(c) for key, c in commands.items() if key != "recipe"]
     lines += ["```", "", "Super-resolve your faces with the exported SNet:", "", "```bash",
-              f"python tools/super_resolve.py --weights {shlex.quote(str(recipe.dir / 'export' / 'snet.msgpack'))} "
+              f"python -m fsr_jax.super_resolve --weights {shlex.quote(str(recipe.dir / 'export' / 'snet.msgpack'))} "
               "--input faces/ --output out/", "```", ""]
     return "\n".join(lines)
 

@@ -1,11 +1,11 @@
 """Super-resolve face crops, folders of them, or the faces in whole photos with a trained run
 or exported weights.
 
-  python tools/super_resolve.py --workdir W --input face.png --output out/
-  python tools/super_resolve.py --weights snet.msgpack --input face.png --output out/
-  python tools/super_resolve.py --workdir W --input faces/ --output out/ --net tnet
-  python tools/super_resolve.py --workdir W --input photos/ --output out/ --detect
-  python tools/super_resolve.py --workdir W --input photo.jpg --output out/ --boxes boxes.json
+  python -m fsr_jax.super_resolve --workdir W --input face.png --output out/
+  python -m fsr_jax.super_resolve --weights snet.msgpack --input face.png --output out/
+  python -m fsr_jax.super_resolve --workdir W --input faces/ --output out/ --net tnet
+  python -m fsr_jax.super_resolve --workdir W --input photos/ --output out/ --detect
+  python -m fsr_jax.super_resolve --workdir W --input photo.jpg --output out/ --boxes boxes.json
 
 --weights takes a file written by `python -m fsr_jax.export` (the network and its config; no
 workdir needed) instead of --workdir; exactly one of them is given.
@@ -16,7 +16,9 @@ SR version (feathered blend; written strip by strip, so memory follows the photo
 larger result), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
 boxes {file name: {"faces": [[x, y, w, h], ...], "crops": [...]}} in original photo pixels.
 OpenCV's Haar cascade finds frontal faces from about 20 px; --boxes takes a boxes.json of the
-same form (only "faces" is read) to give the faces by hand instead.
+same form (only "faces" is read) to give the faces by hand instead. boxes.json keeps the entries
+of earlier calls into the same folder (this call's photos replace theirs). Installed as the
+console script `fsr-jax-super-resolve` too.
 
 <name> is the input's stem (photo.jpg -> OUT/photo.png), or its whole name when another input has
 the same stem (a.png and a.jpg -> a.png.png and a.jpg.png). Nothing is written over an input:
@@ -49,6 +51,10 @@ from fsr_jax.data.config import MAX_IMAGE_PIXELS
 from fsr_jax.errors import FsrJaxError
 
 BOXES_FILE = "boxes.json"
+#: Decision: faces are super-resolved up to this multiple of the network's input side (32 px
+#: for the paper's 16-px nets); a larger crop shrunk to the input would lose more than half its
+#: resolution, more than SR puts back, so it is left as the photo has it.
+MAX_FACE_MULTIPLE = 2
 MAX_BOXES_BYTES = 64 * 2**20
 MAX_COORDINATE = 1e7
 
@@ -72,6 +78,12 @@ def define(fv: flags.FlagValues, argv) -> None:
                         "no detection).", flag_values=fv)
     flags.DEFINE_integer("max_pixels", MAX_IMAGE_PIXELS, "Inputs with more pixels (width x height) are "
                          "skipped before decoding.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("upscale", "4", ("1", "2", "4"), "Photos: the output's size as a multiple of the photo's "
+                      "(1: the photo's size, faces improved in place).", flag_values=fv)
+    flags.DEFINE_integer("max_face", None, "Photos: a face whose crop is larger than this many pixels "
+                         "(of the photo) is left as it is, not shrunk to the network's input size "
+                         f"(default: {MAX_FACE_MULTIPLE}x that size, 32 px for the paper's nets).",
+                         lower_bound=1, flag_values=fv)
     flags.DEFINE_float("margin", photos.MARGIN, "Crop side / face box side, from 0.5 to 4.", flag_values=fv)
     flags.register_validator("margin", lambda m: math.isfinite(m) and 0.5 <= m <= 4,
                              "--margin must be a number from 0.5 to 4 (crop side / face box side)", flag_values=fv)
@@ -217,15 +229,16 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
     """Photos -> OUT/<name>.png, OUT/<name>_faces/, OUT/boxes.json; returns the reasons of the
     photos skipped (reported as they happen)."""
     failed, record = [], {}
+    max_face = args.max_face or MAX_FACE_MULTIPLE * lr_size
     for path, name in zip(paths, names):
         try:
             if given is not None and path.name not in given:
                 raise Skipped(f"{path}: no entry in {args.boxes}")
             photo = inference.read_image(path, args.max_pixels)
-            found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale,
-                                               photo_boxes(path, given, args.boxes, photo), args.margin)
+            found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale, photo_boxes(path, given, args.boxes, photo),
+                                               args.margin, max_face)
             with files.open_atomic(out / f"{name}.png") as file:
-                photos.write_enlarged_photo(file, photo, found, scale)
+                photos.write_enlarged_photo(file, photo, found, int(args.upscale))
             del photo
             write_faces(out / f"{name}_faces", found.faces)
         except (Skipped, images.BadImageError) as err:
@@ -233,8 +246,13 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
         except (OSError, ValueError, MemoryError, cv2.error) as err:
             failed.append(f"{path}: {type(err).__name__}: {err}")
         else:
-            record[path.name] = {"faces": found.boxes.round(2).tolist(), "crops": found.crops.round(2).tolist()}
-            print(f"{path.name}: {len(found.faces)} faces", flush=True)
+            record[path.name] = {"faces": found.boxes.round(2).tolist(), "crops": found.crops.round(2).tolist(),
+                                 "enhanced": found.enhanced.tolist()}
+            kept = len(found.boxes) - len(found.faces)
+            count = len(found.boxes)
+            print(f"{path.name}: {count} face{'' if count == 1 else 's'}"
+                  + (f", {kept} over {max_face} px left as the photo has {'it' if kept == 1 else 'them'}"
+                     if kept else ""), flush=True)
             continue
         report(failed[-1])
     files.write_text(out / BOXES_FILE, json.dumps({**earlier_boxes(out / BOXES_FILE), **record}, indent=1))
