@@ -11,8 +11,10 @@ against their HR, LPIPS, PSNR and SSIM; real-LR sets FID against the HR training
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
+import time
 
 import jax
 import ml_collections
@@ -54,10 +56,21 @@ def pair_scores(sr: np.ndarray, hr: np.ndarray, batch_size: int, scored: list[re
     return {m.name: float(mean) for m, mean in zip(scored, means)}
 
 
-def image_scores(images: np.ndarray, scored: list[registry.Metric]) -> dict[str, float]:
+def image_scores(images: np.ndarray, scored: list[registry.Metric], label: str = "") -> dict[str, float]:
     """{name: mean} of the no-reference IMAGE metrics `scored` (NIQE, ...) of uint8 (N, H, W, 3)
-    faces, scored one image at a time."""
-    return {m.name: float(np.mean([m.fn(to_float(image)) for image in images])) for m in scored}
+    faces, scored one image at a time under a progress bar per metric (`label` first)."""
+    return {m.name: float(np.mean([m.fn(to_float(image)) for image in
+                                   tqdm.tqdm(images, desc=f"{label} {m.name}".strip(), unit=" faces", leave=False)]))
+            for m in scored}
+
+
+@contextlib.contextmanager
+def announced(what: str):
+    """One log line before `what` and one with its wall time after: scoring a set is minutes."""
+    logging.info("%s...", what)
+    start = time.perf_counter()
+    yield
+    logging.info("%s: %.1f s", what, time.perf_counter() - start)
 
 
 def features(images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -74,7 +87,8 @@ def hr_training_features(data_cfg: ml_collections.ConfigDict, limit: int, batch_
     return features(faces[:limit or None], batch_size)
 
 
-def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, batch_size: int) -> dict:
+def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, batch_size: int,
+              label: str = "") -> dict:
     """Scores of each method's uint8 SR faces on one test set: every registered metric of the
     set's kind (`fsr_jax.metrics.registry`), stored under its name.
 
@@ -83,6 +97,7 @@ def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, 
       hr: uint8 (N, H, W, 3) of a paired set, or None for a real-LR set.
       reference: () -> (M, 2048) features FID compares a real-LR set with.
       batch_size: faces per metric batch.
+      label: the set's name, for the progress lines (one per metric group and method).
 
     Returns:
       {"kind": "paired" | "real", "n": N, "methods": {method: {FEATURES metrics' fields ("fid",
@@ -94,8 +109,10 @@ def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, 
     methods = list(outputs)
     if on_features:  # one Inception pass over every method's faces and the HR
         stacked = np.concatenate([outputs[m] for m in methods] + ([hr] if hr is not None else []))
-        feats = np.split(features(stacked, batch_size), len(methods) + (hr is not None))
-        ref = feats[-1] if hr is not None else reference()
+        with announced(f"{label}: Inception features of {len(stacked)} faces for "
+                       f"{', '.join(m.name.upper() for m in on_features)}"):
+            feats = np.split(features(stacked, batch_size), len(methods) + (hr is not None))
+            ref = feats[-1] if hr is not None else reference()
     scores = {}
     on_pairs, on_images = registry.scored_on(kind, registry.PAIR), registry.scored_on(kind, registry.IMAGE)
     for i, method in enumerate(methods):
@@ -104,8 +121,9 @@ def score_set(outputs: dict[str, np.ndarray], hr: np.ndarray | None, reference, 
             value = metric.fn(feats[i], ref)
             scores[method].update(value if isinstance(value, dict) else {metric.name: float(value)})
         if on_pairs:
-            scores[method].update(pair_scores(outputs[method], hr, batch_size, on_pairs))
-        scores[method].update(image_scores(outputs[method], on_images))
+            with announced(f"{label} {method}: {', '.join(m.name.upper() for m in on_pairs)}"):
+                scores[method].update(pair_scores(outputs[method], hr, batch_size, on_pairs))
+        scores[method].update(image_scores(outputs[method], on_images, f"{label} {method}"))
     n = len(next(iter(outputs.values())))
     return {"kind": kind, "n": n, "methods": scores}
 
@@ -232,7 +250,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for net, net_params in trained.params.items():
             outputs[net] = inference.super_resolve(trained.model, net_params, test["lr"], ev.batch_size,
                                                    desc=f"{name} {net}")
-        sets[name] = score_set(outputs, test["hr"], reference, ev.batch_size)
+        sets[name] = score_set(outputs, test["hr"], reference, ev.batch_size, name)
         if writer and ev.save_images:
             write_images(out / "images" / name, outputs, test["names"])
         if writer and ev.grid_faces:

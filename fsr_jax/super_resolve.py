@@ -43,6 +43,7 @@ import sys
 
 import cv2
 import numpy as np
+import tqdm
 from absl import flags
 
 from fsr_jax import cli, files, inference, models, photos
@@ -197,7 +198,7 @@ def run_faces(args, paths, names, sr_fn, lr_size: int, out: pathlib.Path) -> lis
     if read.paths:
         name_of = dict(zip(paths, names))
         written = 0
-        for face, path in zip(sr_fn(read.faces), read.paths):
+        for face, path in zip(sr_fn(read.faces, f"super-resolving {len(read.faces)} faces"), read.paths):
             try:
                 files.write_png(out / f"{name_of[path]}.png", face)
                 written += 1
@@ -230,7 +231,7 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
     photos skipped (reported as they happen)."""
     failed, record = [], {}
     max_face = args.max_face or MAX_FACE_MULTIPLE * lr_size
-    for path, name in zip(paths, names):
+    for path, name in tqdm.tqdm(list(zip(paths, names)), desc="photos", unit=" photos", leave=False):
         try:
             if given is not None and path.name not in given:
                 raise Skipped(f"{path}: no entry in {args.boxes}")
@@ -301,8 +302,8 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
     scale = model.scale
     print(f"{described}, {len(paths)} input files")
 
-    def sr_fn(lr):
-        return inference.super_resolve(model, params, lr, args.batch_size)
+    def sr_fn(lr, desc=None):
+        return inference.super_resolve(model, params, lr, args.batch_size, desc)
 
     if photo_mode:
         failed = run_photos(args, paths, names, sr_fn, lr_size, scale, out, given)
