@@ -127,7 +127,7 @@ def test_the_table3_tool_writes_a_row_per_workdir_and_reuses_evaluations(tmp_pat
     assert saved.stat().st_mtime_ns == before
 
 
-def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_removed(load_faces):
+def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_removed(load_faces, caplog):
     hr, lr = load_faces("test/celeba/HR", 4), load_faces("test/celeba/LR", 4)
     paired = {"bicubic": inference.bicubic_upscale(lr, 4)}
     real = {"bicubic": inference.bicubic_upscale(load_faces("test/widerface/LR", 4), 4)}
@@ -139,8 +139,9 @@ def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_remo
     for toy in toys:
         metrics.register(toy)
     try:
-        sets = {"celeba": evaluate.score_set(paired, hr, lambda: reference, 8),
-                "widerface": evaluate.score_set(real, None, lambda: reference, 8)}
+        with caplog.at_level("INFO"):
+            sets = {"celeba": evaluate.score_set(paired, hr, lambda: reference, 8, "celeba"),
+                    "widerface": evaluate.score_set(real, None, lambda: reference, 8, "widerface")}
         table = tables.results_table({"niqe_block_size": 32, "sets": sets}, "toys")
     finally:
         for toy in toys:
@@ -154,6 +155,9 @@ def test_a_registered_metric_is_scored_by_name_and_shown_in_the_table_until_remo
     assert f"| {scores['ssim']:.4f} |" in table and f"| {scores['mae']:.3f} |" in table
     assert f"| {real_scores['level']:.2f} |" in table
     assert list(metrics.REGISTRY) == ["fid", "psnr", "ssim", "lpips", "niqe"]
+    progress = [r.getMessage() for r in caplog.records]
+    assert "celeba: Inception features of 8 faces for FID..." in progress
+    assert any(line.startswith("celeba bicubic: PSNR, SSIM, LPIPS, MAE: ") and line.endswith(" s") for line in progress)
     again = evaluate.score_set(paired, hr, lambda: reference, 8)["methods"]["bicubic"]
     assert sorted(again) == sorted(PAIRED) and again["psnr"] == scores["psnr"]
 
