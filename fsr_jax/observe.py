@@ -124,18 +124,22 @@ def explain_terms(names) -> str:
 
 class Progress:
     """The progress line: stage, epoch, step, images/s and ETA, timed from `start` (after
-    compilation and the first call), so neither enters the rate. `later(seconds_per_step)`
-    predicts the seconds of the stages after this one, for the ETA of the whole run."""
+    compilation and the first call), so neither enters the rate. The images/s are those since
+    the previous line; the ETA uses the mean rate since `start`, so that one slow interval (a
+    checkpoint written, a busy machine) does not swing it. `later(seconds_per_step)` predicts
+    the seconds of the stages after this one, for the ETA of the whole run."""
 
     def __init__(self, stage: str, total_steps: int, steps_per_epoch: int, batch_size: int,
                  later: Callable[[float], float] | None = None):
         self.stage, self.total, self.per_epoch, self.batch = stage, total_steps, steps_per_epoch, batch_size
         self.later = later
         self.last_step, self.last_time = 0, None
+        self.first_step, self.first_time = 0, None
 
     def start(self, step: int) -> None:
         """Start timing at `step` (steps done)."""
         self.last_step, self.last_time = step, time.perf_counter()
+        self.first_step, self.first_time = self.last_step, self.last_time
 
     def seconds_since_line(self) -> float:
         """Seconds since the previous line (0 before `start`)."""
@@ -150,7 +154,7 @@ class Progress:
             self.last_step, self.last_time = step, now
         eta = "ETA ?"
         if rate > 0:
-            seconds_per_step = self.batch / rate
+            seconds_per_step = (now - self.first_time) / (step - self.first_step)
             eta = f"ETA {format_seconds((self.total - step) * seconds_per_step)}"
             if self.later is not None:
                 whole = (self.total - step) * seconds_per_step + self.later(seconds_per_step)

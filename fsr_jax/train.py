@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import pathlib
+import shlex
 import time
 from typing import Any
 
@@ -242,18 +243,27 @@ def stage_flops(config: ml_collections.ConfigDict, names) -> dict[str, float]:
     return {name: f for name, f in flops.items() if f}
 
 
-def warn_if_cpu_run_is_long(left: dict[str, int], flops: dict[str, float]) -> None:
+def smoke_command(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The command that trains the tiny smoke config on the same data, beside `workdir`."""
+    defaults = data.default_config()
+    data_flags = [f"--config.data.{field}={shlex.quote(str(config.data[field]))}"
+                  for field in ("hr_dir", "lr_dir", "tfds_dir") if config.data.get(field, defaults[field]) != defaults[field]]
+    smoke_workdir = shlex.quote(str(pathlib.Path(workdir).expanduser()).rstrip("/") + "_smoke")
+    return " ".join(["python -m fsr_jax.main --config configs/smoke.py --workdir", smoke_workdir, *data_flags])
+
+
+def warn_if_cpu_run_is_long(left: dict[str, int], flops: dict[str, float], config: ml_collections.ConfigDict,
+                            workdir: str) -> None:
     """On a machine without an accelerator, one line when the run would take over an hour:
-    the predicted time and the smoke config's command."""
+    the predicted time and the smoke config's command on the same data."""
     if jax.default_backend() != "cpu" or len(flops) != len(left):
         return
     seconds = cost.cpu_seconds(sum(left[s] * flops[s] for s in left) / jax.process_count())
     if seconds > 3600:
         logging.warning(
             "no accelerator: this config's %s steps would take roughly %s on this CPU; for a quick "
-            "look train the tiny smoke config: python -m fsr_jax.main --config configs/smoke.py "
-            "--workdir runs/smoke", "+".join(str(n) for n in left.values()),
-            observe.format_seconds(seconds))
+            "look train the tiny smoke config on the same data: %s", "+".join(str(n) for n in left.values()),
+            observe.format_seconds(seconds), smoke_command(config, workdir))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: Stopper | None = None) -> None:
@@ -283,7 +293,7 @@ def train_stages(config: ml_collections.ConfigDict, workdir: str, stop: Stopper)
                 logging.info("each stage's FLOPs per step, for the ETA: %s (%.0f s to count)",
                              ", ".join(f"{s} {f / 1e9:.1f} G" for s, f in flops.items()),
                              time.perf_counter() - start)
-            warn_if_cpu_run_is_long({s: n for s, n in left.items() if n}, flops)
+            warn_if_cpu_run_is_long({s: n for s, n in left.items() if n}, flops, config, workdir)
         after = list(config.stages)[list(config.stages).index(stage) + 1:]
         later_steps = {s: left[s] for s in after if left[s]}
         later = None

@@ -45,3 +45,14 @@ def test_every_loss_term_the_steps_log_is_explained():
     assert "see the stage's step" not in text
     assert all(name in text for name in names)
     assert re.search(r"denet/content: mean \|DeNet\(HR\) - bicubic\(HR\)\|", text)
+
+
+def test_the_eta_keeps_steady_when_one_interval_is_slow(clock):
+    progress = observe.Progress("degradation", total_steps=1000, steps_per_epoch=100, batch_size=16)
+    progress.start(0)
+    etas = []
+    for k in range(1, 11):
+        clock.now += 10 * (0.5 if k % 2 else 5.0)   # every other interval ten times slower (a checkpoint)
+        line, _ = progress.line(10 * k, {})
+        etas.append(float(re.search(r"ETA (\d+)m", line).group(1)))
+    assert max(etas[1:]) / min(etas[1:]) < 2, etas

@@ -307,13 +307,16 @@ def test_help_lists_every_config():
         assert f"configs/{path.name}" in result.stdout + result.stderr
 
 
-def test_a_long_cpu_run_is_announced_with_the_smoke_command(caplog):
+def test_a_long_cpu_run_is_announced_with_the_smoke_command_on_the_users_data(caplog):
     flops = {STAGE1: 400e9, STAGE2: 500e9}
+    config = smoke.get_config()
+    config.data.hr_dir, config.data.lr_dir = "/data/my faces/HIGH", "/data/LOW"
     with caplog.at_level("WARNING"):
-        train.warn_if_cpu_run_is_long({STAGE1: 1680, STAGE2: 9000}, flops)
+        train.warn_if_cpu_run_is_long({STAGE1: 1680, STAGE2: 9000}, flops, config, "runs/mine/")
     assert "no accelerator: this config's 1680+9000 steps would take roughly" in caplog.text
-    assert "python -m fsr_jax.main --config configs/smoke.py" in caplog.text
+    assert ("python -m fsr_jax.main --config configs/smoke.py --workdir runs/mine_smoke "
+            "--config.data.hr_dir='/data/my faces/HIGH' --config.data.lr_dir=/data/LOW\n") in caplog.text + "\n"
     caplog.clear()
     with caplog.at_level("WARNING"):
-        train.warn_if_cpu_run_is_long({STAGE1: 2, STAGE2: 2}, flops)
+        train.warn_if_cpu_run_is_long({STAGE1: 2, STAGE2: 2}, flops, config, "runs/mine")
     assert "no accelerator" not in caplog.text
