@@ -274,13 +274,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: St
     if stop is None:
         with Stopper() as own:
             return train_and_evaluate(config, workdir, own)
+    config_checks.check_resume(config, workdir)  # reads only: a refused config leaves the workdir as it was
     with run_lock.hold(workdir, enabled=jax.process_index() == 0):
         train_stages(config, workdir, stop)
 
 
 def train_stages(config: ml_collections.ConfigDict, workdir: str, stop: Stopper) -> None:
-    """The body of `train_and_evaluate`, the config validated and the workdir held."""
-    config_checks.check_resume(config, workdir)
+    """The body of `train_and_evaluate`, the config checked against the workdir, which is held."""
     mesh = data_mesh()
     left, flops = None, {}
     for stage in config.stages:
