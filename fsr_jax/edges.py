@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from fsr_jax.mesh import DATA_AXIS
+from fsr_jax.registry import Registry
 
 #: ITU-R BT.601 luma weights, as OpenCV's RGB2GRAY uses them for float images.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -284,13 +285,13 @@ class EdgePrior:
 
 
 #: The registered edge priors by name, in registration order (canny, dog).
-PRIORS: dict[str, EdgePrior] = {}
+PRIORS: Registry[EdgePrior] = Registry("edge prior")
 
 
 def register_prior(name: str, prior: EdgePrior) -> EdgePrior:
     """Add `prior` to PRIORS under `name`; refuses a taken name or a field another prior reads.
 
-    (Remove one with `PRIORS.pop(name)`.)
+    (Remove one with `PRIORS.unregister(name)`.)
     """
     if name in PRIORS:
         raise ValueError(f"edge prior {name!r} is already registered")
@@ -298,8 +299,7 @@ def register_prior(name: str, prior: EdgePrior) -> EdgePrior:
     shared = {field: owners[field] for field in prior.fields if field in owners}
     if shared:
         raise ValueError(f"edge prior {name!r}: config fields already read by other priors: {shared}")
-    PRIORS[name] = prior
-    return prior
+    return PRIORS.register(name, prior)
 
 
 def unknown_priors(names) -> list[str]:

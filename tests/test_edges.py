@@ -226,7 +226,7 @@ def toy_prior():
     """'sobel' registered (field `sobel_gain`, default 1.0) for one test, then removed."""
     prior = edges.register_prior("sobel", edges.EdgePrior(sobel_magnitude, {"sobel_gain": 1.0}, "signed"))
     yield prior
-    edges.PRIORS.pop("sobel")
+    edges.PRIORS.unregister("sobel")
 
 
 def test_a_registered_prior_reaches_iteration_2_by_name(toy_prior):

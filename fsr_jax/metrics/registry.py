@@ -28,6 +28,7 @@ from fsr_jax.metrics.naturalness import BLOCK_SIZE as NIQE_BLOCK_SIZE
 from fsr_jax.metrics.naturalness import niqe
 from fsr_jax.metrics.perceptual import lpips
 from fsr_jax.metrics.quality import psnr, ssim
+from fsr_jax.registry import Registry
 
 PAIR, IMAGE, FEATURES = "pair", "image", "features"
 NEEDS = (PAIR, IMAGE, FEATURES)
@@ -82,22 +83,17 @@ class Metric:
         return self.cell(scores) if self.cell else f"{scores[self.name]:.{self.digits}f}"
 
 
-REGISTRY: dict[str, Metric] = {}
+REGISTRY: Registry[Metric] = Registry("metric")
 
 
 def register(metric: Metric) -> Metric:
     """Add `metric` (after those registered before); ValueError if its name is taken."""
-    if metric.name in REGISTRY:
-        raise ValueError(f"a metric named {metric.name!r} is already registered")
-    REGISTRY[metric.name] = metric
-    return metric
+    return REGISTRY.register(metric.name, metric)
 
 
 def unregister(name: str) -> Metric:
     """Remove the metric `name` and return it; KeyError naming the registered ones if absent."""
-    if name not in REGISTRY:
-        raise KeyError(f"no metric named {name!r}; registered: {list(REGISTRY)}")
-    return REGISTRY.pop(name)
+    return REGISTRY.unregister(name)
 
 
 def scored_on(kind: str, needs: str | None = None) -> list[Metric]:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from fsr_jax.registry import Registry
 from fsr_jax.steps import Metrics, Nets, NetState, OptimizerSpec, TrainState
 
 #: (state, batch) -> {grid name: list of panels (N, S, S, 3) in [0, 1]}, for image summaries.
@@ -103,7 +104,7 @@ class Stage:
 
 
 #: Stages defined outside this package, by name (`register`).
-_REGISTERED: dict[str, Stage] = {}
+_REGISTERED: Registry[Stage] = Registry("stage")
 
 
 @functools.cache
@@ -122,13 +123,12 @@ def register(stage: Stage) -> Stage:
     is taken. `unregister(name)` undoes it."""
     if stage.name in names():
         raise ValueError(f"a stage named {stage.name!r} exists already")
-    _REGISTERED[stage.name] = stage
-    return stage
+    return _REGISTERED.register(stage.name, stage)
 
 
 def unregister(name: str) -> None:
     """Forget a stage `register` added."""
-    del _REGISTERED[name]
+    _REGISTERED.unregister(name)
 
 
 def get(name: str) -> Stage:
