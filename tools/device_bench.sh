@@ -15,18 +15,9 @@
 # With bench/faces/HR and bench/faces/LR (real faces copied there), it first checks the device
 # Canny against cv2.Canny on this device (tools/canny_agreement.py -> $OUT/canny_agreement.json).
 set -euo pipefail
-out=${OUT:-runs/device_bench}
-mkdir -p "$out"
-python=${PYTHON:-python3}
-
-# The tools import the fsr_jax and configs packages; on a machine where the checkout is not
-# pip-installed, they come from the checkout itself.
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if compgen -G ".whl/*.whl" > /dev/null; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
+default_out=runs/device_bench
+# shellcheck source=tools/device_env.sh
+source "$(dirname "$0")/device_env.sh"
 
 if [ -d bench/faces/HR ] && [ -d bench/faces/LR ]; then
   "$python" tools/canny_agreement.py --hr_dir bench/faces/HR --lr_dir bench/faces/LR \

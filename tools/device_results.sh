@@ -14,16 +14,9 @@
 # stops (30 s later it is killed). PYTHON (default python3) runs it.
 # Then, on the machine with the metric weights: python tools/device_results.py report --parts $OUT ...
 set -euo pipefail
-out=${OUT:-runs/device_results}
-mkdir -p "$out"
-python=${PYTHON:-python3}
-
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if compgen -G ".whl/*.whl" > /dev/null; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
+default_out=runs/device_results
+# shellcheck source=tools/device_env.sh
+source "$(dirname "$0")/device_env.sh"
 
 status=0
 timeout -s INT -k 30 "${RESULTS_LIMIT_S:-510}" \
