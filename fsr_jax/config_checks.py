@@ -75,6 +75,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
         try:
             sr_net = models.build_sr(config.model)
             models.build_downsampler(config.model)
+            models.discriminator_types(config.model.discriminator)
         except ValueError as err:
             check(f"model: {err}")
     for stage_name in config.stages:

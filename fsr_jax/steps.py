@@ -80,12 +80,17 @@ class Nets:
 
     sr: nn.Module
     down: nn.Module
-    disc: nn.Module
+    #: (pair, discriminator) of every GAN pair (models.DISCRIMINATOR_PAIRS), hashable.
+    discs: tuple[tuple[str, nn.Module], ...]
+
+    def disc(self, pair: str) -> nn.Module:
+        """The discriminator of GAN pair `pair` ('d_lr', 'd_t', 'd_s', 'd_ds')."""
+        return dict(self.discs)[pair]
 
     @classmethod
     def from_config(cls, model_cfg: ml_collections.ConfigDict) -> Nets:
         return cls(models.build_sr(model_cfg), models.build_downsampler(model_cfg),
-                   models.build_discriminator(model_cfg))
+                   tuple((pair, models.build_discriminator(model_cfg, pair)) for pair in models.DISCRIMINATOR_PAIRS))
 
 
 def generator_update(state: NetState, loss_fn: Callable, tx, lr_scale: float = 1.0) -> tuple[NetState, Any]:

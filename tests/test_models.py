@@ -1,7 +1,9 @@
 """The networks: exact sizes, equation (1), the wiring of the edge priors, gradients."""
 import json
+from typing import Any
 
 import cv2
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -428,3 +430,39 @@ def test_the_summary_command_refuses_a_zero_size_in_one_line(capsys):
 
     assert summary.main(["--summary", "--config.model.sr.features=0"]) == 1
     assert capsys.readouterr().err.strip() == "error: model.sr.features must be positive, got 0"
+
+
+def test_a_registered_discriminator_type_trains_as_one_pairs_discriminator(tmp_path, smoke_tfds_dir):
+    """A second discriminator type is one registration plus one config line: D_LR becomes a
+    one-conv patch discriminator, the other pairs stay LightCNN; stage 1 trains with it."""
+    from configs import smoke  # noqa: PLC0415
+    from fsr_jax import checkpointing, train  # noqa: PLC0415
+
+    class Patch(nn.Module):
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Conv(1, (3, 3), dtype=self.dtype)(x).mean(axis=(1, 2, 3))
+
+    models.DISCRIMINATORS.register("patch", lambda disc, dtype: Patch(dtype))
+    try:
+        config = smoke.get_config()
+        config.data.tfds_dir = smoke_tfds_dir
+        config.stages = ("degradation",)
+        config.stage1.max_steps = 2
+        config.model.discriminator.pair_types = "d_lr=patch"
+        assert models.discriminator_types(config.model.discriminator) == {
+            "d_lr": "patch", "d_t": "lightcnn", "d_s": "lightcnn", "d_ds": "lightcnn"}
+        train.train_and_evaluate(config, str(tmp_path))
+        params, step = checkpointing.restore_params(tmp_path / "degradation" / "checkpoints", ("d_lr",))
+        assert step == 2 and list(params["d_lr"]) == ["Conv_0"]
+    finally:
+        models.DISCRIMINATORS.unregister("patch")
+    config.model.discriminator.pair_types = "d_lr=patch"
+    with pytest.raises(ValueError, match=r"types \['patch'\] are not registered; the types are \['lightcnn'\]"):
+        models.discriminator_types(config.model.discriminator)
+    for bad in ("d_x=lightcnn", "d_lr"):
+        config.model.discriminator.pair_types = bad
+        with pytest.raises(ValueError, match="is not <pair>=<type>"):
+            models.discriminator_types(config.model.discriminator)

@@ -68,7 +68,7 @@ def test_stage1_terms_by_hand(batch):
     fake = apply(nets.down, p["denet"], hr)
     target = np.asarray(layers.bicubic_downsample(batch["hr"]))
     _, metrics = jax.jit(step)(state, batch)
-    d_fake, d_real = apply(nets.disc, p["d_lr"], fake), apply(nets.disc, p["d_lr"], lr)
+    d_fake, d_real = apply(nets.disc("d_lr"), p["d_lr"], fake), apply(nets.disc("d_lr"), p["d_lr"], lr)
     assert float(metrics["denet/content"]) == pytest.approx(np.mean(np.abs(fake - target)), rel=1e-5)
     assert float(metrics["denet/adv"]) == pytest.approx(np.mean(softplus(-d_fake)), rel=1e-5)
     assert float(metrics["d_lr/loss"]) == pytest.approx(
@@ -92,7 +92,7 @@ def test_stage1_remedies_clip_what_d_lr_sees_and_slow_its_steps(batch):
     state, _, metrics = results[True, 1.0]
     fake = apply(nets.down, state.nets["denet"].params, hr)
     assert (fake > 1).mean() > 0.01 and (fake < 0).mean() > 0.01
-    d = lambda x: apply(nets.disc, state.nets["d_lr"].params, x)  # noqa: E731
+    d = lambda x: apply(nets.disc("d_lr"), state.nets["d_lr"].params, x)  # noqa: E731
     assert float(metrics["denet/adv"]) == pytest.approx(np.mean(softplus(-d(np.clip(fake, 0, 1)))), rel=1e-5)
     assert float(metrics["d_lr/loss"]) == pytest.approx(
         np.mean(softplus(-d(lr))) + np.mean(softplus(d(np.clip(fake, 0, 1)))), rel=1e-5)
@@ -117,7 +117,7 @@ def test_stage2_terms_by_hand(batch):
     pseudo = np.asarray(nets.sr.apply({"params": p["tnet"]}, lr)[-1])
     sr_s = [np.asarray(o) for o in nets.sr.apply({"params": p["snet"]}, lr)]
     cycled = apply(nets.down, p["dsnet"], sr_s[-1])
-    d = lambda name, x: apply(nets.disc, p[name], x)  # noqa: E731
+    d = lambda name, x: apply(nets.disc(name), p[name], x)  # noqa: E731
     expected = {
         "tnet/rec": np.mean([np.mean((hr - o) ** 2) for o in sr_t]),
         "tnet/adv": np.mean(softplus(-d("d_t", sr_t[-1]))),

@@ -5,7 +5,10 @@ FeedbackSR (TNet, SNet), Downsampler (DeNet, DSNet), LightCNN (every discriminat
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
@@ -13,9 +16,11 @@ from fsr_jax import edges as edge_ops
 from fsr_jax.models.downsampler import Downsampler
 from fsr_jax.models.feedback_sr import FeedbackSR
 from fsr_jax.models.lightcnn import LightCNN
+from fsr_jax.registry import Registry
 
 __all__ = ["Downsampler", "FeedbackSR", "LightCNN", "default_config", "upgrade_config", "build_sr",
-           "build_downsampler", "build_discriminator"]
+           "build_downsampler", "build_discriminator", "DISCRIMINATORS", "DISCRIMINATOR_PAIRS",
+           "discriminator_types"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -35,8 +40,10 @@ def default_config() -> ml_collections.ConfigDict:
         # zero_init_residual: each residual block's last conv starts at zero (Decision).
         # bicubic_skip: the output adds the input's bicubic downscaling (off: the paper's net).
         downsampler=dict(features=64, blocks=16, zero_init_residual=True, bicubic_skip=False),
+        # type: the discriminator of every GAN pair, a name in DISCRIMINATORS (the paper's LightCNN);
+        # pair_types: per-pair exceptions, e.g. "d_lr=other,d_ds=other" (pairs: d_lr, d_t, d_s, d_ds).
         # zero_init_logit: the logit layer starts at zero, D = 0.5 everywhere (Decision).
-        discriminator=dict(width=1.0, zero_init_logit=True),
+        discriminator=dict(type="lightcnn", pair_types="", width=1.0, zero_init_logit=True),
     ))
 
 
@@ -52,7 +59,7 @@ def upgrade_config(cfg) -> ml_collections.ConfigDict:
     field names, for comparing it with a current config: `sr.steps` (the name before
     `sr.iterations`) renamed, `discriminator.spectral_norm: false` dropped (true is refused),
     fields added since at the value that builds the network those runs trained
-    (`downsampler.bicubic_skip` false). The builders accept the old fields themselves."""
+    (`downsampler.bicubic_skip` false, `discriminator.type` lightcnn, no `pair_types`). The builders accept the old fields themselves."""
     plain = copy.deepcopy(cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg))
     sr, disc, down = plain.get("sr"), plain.get("discriminator"), plain.get("downsampler")
     if isinstance(down, dict):
@@ -63,6 +70,9 @@ def upgrade_config(cfg) -> ml_collections.ConfigDict:
     if isinstance(disc, dict) and "spectral_norm" in disc:
         _no_spectral_norm(disc)
         del disc["spectral_norm"]
+    if isinstance(disc, dict):
+        disc.setdefault("type", "lightcnn")
+        disc.setdefault("pair_types", "")
     return ml_collections.ConfigDict(plain)
 
 
@@ -93,8 +103,34 @@ def build_downsampler(cfg: ml_collections.ConfigDict) -> Downsampler:
                        down.get("bicubic_skip", False))
 
 
-def build_discriminator(cfg: ml_collections.ConfigDict) -> LightCNN:
-    """LightCNN discriminator (for 64x64 or 16x16 inputs) from the `model` config section."""
+#: Discriminator builders by type name (`model.discriminator.type`): (the `model.discriminator`
+#: section, the computation dtype) -> a module mapping (N, H, W, 3) images to (N,) logits.
+DISCRIMINATORS: Registry[Callable[[ml_collections.ConfigDict, Any], nn.Module]] = Registry("discriminator type")
+DISCRIMINATORS.register("lightcnn", lambda disc, dtype: LightCNN(disc.width, dtype, disc.get("zero_init_logit", True)))
+
+#: The GAN pairs' discriminators: D_LR (stage 1, 16x16), D_T and D_S (64x64), D_DS (16x16).
+DISCRIMINATOR_PAIRS = ("d_lr", "d_t", "d_s", "d_ds")
+
+
+def discriminator_types(disc: ml_collections.ConfigDict) -> dict[str, str]:
+    """{pair: type name} of every GAN pair: `type`, except the pairs `pair_types` names
+    ("d_lr=other,..."); ValueError naming a malformed entry, an unknown pair or type."""
+    types = dict.fromkeys(DISCRIMINATOR_PAIRS, disc.get("type", "lightcnn"))
+    for entry in filter(None, (e.strip() for e in disc.get("pair_types", "").split(","))):
+        pair, _, name = (part.strip() for part in entry.partition("="))
+        if pair not in types or not name:
+            raise ValueError(f"model.discriminator.pair_types entry {entry!r} is not <pair>=<type> with a pair "
+                             f"of {list(DISCRIMINATOR_PAIRS)}")
+        types[pair] = name
+    unknown = sorted({name for name in types.values() if name not in DISCRIMINATORS})
+    if unknown:
+        raise ValueError(f"model.discriminator types {unknown} are not registered; the types are "
+                         f"{list(DISCRIMINATORS)}")
+    return types
+
+
+def build_discriminator(cfg: ml_collections.ConfigDict, pair: str = "d_t") -> nn.Module:
+    """The discriminator of GAN pair `pair` (`discriminator_types`) from the `model` config section."""
     disc = cfg.discriminator
     _no_spectral_norm(disc)
-    return LightCNN(disc.width, _dtype(cfg), disc.get("zero_init_logit", True))
+    return DISCRIMINATORS[discriminator_types(disc)[pair]](disc, _dtype(cfg))

@@ -45,11 +45,15 @@ def networks(cfg, hr_size: int = 64):
     lr_size = hr_size // cfg.sr.scale
     hr = jax.ShapeDtypeStruct((1, hr_size, hr_size, 3), jnp.float32)
     lr = jax.ShapeDtypeStruct((1, lr_size, lr_size, 3), jnp.float32)
+    inputs = {"d_lr": lr, "d_t": hr, "d_s": hr, "d_ds": lr}
+    by_kind: dict[tuple[str, int], list[str]] = {}
+    for pair, kind in models.discriminator_types(cfg.discriminator).items():
+        by_kind.setdefault((kind, inputs[pair].shape[1]), []).append(pair)
     return [
         ("FeedbackSR (TNet, SNet)", models.build_sr(cfg), lr),
         ("Downsampler (DeNet, DSNet)", models.build_downsampler(cfg), hr),
-        (f"LightCNN at {hr_size}x{hr_size} (D_T, D_S)", models.build_discriminator(cfg), hr),
-        (f"LightCNN at {lr_size}x{lr_size} (D_LR, D_DS)", models.build_discriminator(cfg), lr),
+        *[(f"{kind} at {size}x{size} ({', '.join(p.upper() for p in pairs)})",
+           models.build_discriminator(cfg, pairs[0]), inputs[pairs[0]]) for (kind, size), pairs in by_kind.items()],
     ]
 
 
@@ -58,6 +62,10 @@ def run(fv: flags.FlagValues, args: list[str]) -> int:
     if not fv.summary:
         raise app.UsageError("nothing to do: pass --summary to print the parameter tables")
     problems = config_checks.non_positive_sizes(fv.config) + config_checks.non_finite_numbers(fv.config)
+    try:
+        models.discriminator_types(fv.config.model.discriminator)
+    except ValueError as err:
+        problems.append(str(err))
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 1

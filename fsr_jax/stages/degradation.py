@@ -34,7 +34,7 @@ def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, 
     """DeNet and D_LR, one Adam step each: hr (B, S, S, 3), lr_real (B, s, s, 3) in [0, 1].
 
     Returns ({'denet', 'd_lr'} updated, {'denet/content', 'denet/adv', 'd_lr/loss'})."""
-    w, down, disc = spec.losses, spec.nets.down, spec.nets.disc
+    w, down, disc = spec.losses, spec.nets.down, spec.nets.disc("d_lr")
     d_lr = nets["d_lr"].params
 
     def denet_loss(params):
@@ -64,7 +64,7 @@ class Degradation(Stage):
         return [] if scale > 0 else [f"{self.section}.discriminator_lr_scale must be positive, got {scale}"]
 
     def networks(self, spec: StepSpec):
-        return {"denet": (spec.nets.down, "hr"), "d_lr": (spec.nets.disc, "lr")}
+        return {"denet": (spec.nets.down, "hr"), "d_lr": (spec.nets.disc("d_lr"), "lr")}
 
     def step(self, spec: StepSpec, tx) -> Step:
         def step(state, batch):

@@ -54,8 +54,8 @@ def _apply(module, params, x):
     return module.apply({"params": params}, x)
 
 
-def _g_adv(spec: StepSpec, d_params, fake: jax.Array) -> jax.Array:
-    return loss_fns.generator_adversarial(_apply(spec.nets.disc, d_params, fake), spec.losses.gan_loss)
+def _g_adv(spec: StepSpec, pair: str, d_params, fake: jax.Array) -> jax.Array:
+    return loss_fns.generator_adversarial(_apply(spec.nets.disc(pair), d_params, fake), spec.losses.gan_loss)
 
 
 def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
@@ -111,12 +111,12 @@ def teacher_pair_update(spec: StepSpec, nets: dict[str, NetState], frozen: dict[
     def tnet_loss(params):
         outputs = _apply(sr, params, lr_syn)
         rec = loss_fns.reconstruction(hr, outputs)
-        adv = _g_adv(spec, d_t, outputs[-1])
+        adv = _g_adv(spec, "d_t", d_t, outputs[-1])
         total = w.teacher_rec_weight * rec + w.teacher_adv_weight * adv
         return total, (outputs[-1], {"tnet/rec": rec, "tnet/adv": adv})
 
     tnet, (fake, metrics) = generator_update(nets["tnet"], tnet_loss, tx)
-    d_state, metrics["d_t/loss"] = discriminator_update(nets["d_t"], spec.nets.disc, hr, fake, w.gan_loss, tx)
+    d_state, metrics["d_t/loss"] = discriminator_update(nets["d_t"], spec.nets.disc("d_t"), hr, fake, w.gan_loss, tx)
     return {"tnet": tnet, "d_t": d_state}, metrics
 
 
@@ -133,8 +133,8 @@ def cycle_teacher_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Arra
         sr_real = _apply(sr, params["tnet"], lr_real)
         lr_fake = _apply(down, params["dsnet"], hr)
         terms = {
-            "tnet/adv": _g_adv(spec, d_t, sr_real[-1]),
-            "dsnet/adv": _g_adv(spec, d_ds, lr_fake),
+            "tnet/adv": _g_adv(spec, "d_t", d_t, sr_real[-1]),
+            "dsnet/adv": _g_adv(spec, "d_ds", d_ds, lr_fake),
             "cycle/lr": loss_fns.mse(lr_real, _apply(down, params["dsnet"], sr_real[-1])),
             "cycle/hr": loss_fns.reconstruction(hr, _apply(sr, params["tnet"], lr_fake)),
         }
@@ -143,9 +143,9 @@ def cycle_teacher_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Arra
         return total, ((sr_real[-1], lr_fake), terms)
 
     updated, ((sr_fake, lr_fake), metrics) = joint_update(nets, ("tnet", "dsnet"), cycle_loss, tx)
-    updated["d_t"], metrics["d_t/loss"] = discriminator_update(nets["d_t"], disc, hr, sr_fake, w.gan_loss, tx)
+    updated["d_t"], metrics["d_t/loss"] = discriminator_update(nets["d_t"], disc("d_t"), hr, sr_fake, w.gan_loss, tx)
     updated["d_ds"], metrics["d_ds/loss"] = discriminator_update(
-        nets["d_ds"], disc, lr_real, lr_fake, w.gan_loss, tx)
+        nets["d_ds"], disc("d_ds"), lr_real, lr_fake, w.gan_loss, tx)
     return updated, metrics
 
 
@@ -162,7 +162,7 @@ def student_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, lr_
     def snet_loss(params):
         outputs = _apply(sr, params["snet"], lr_real)
         terms = {"snet/rec": loss_fns.reconstruction(pseudo, outputs),
-                 "snet/adv": _g_adv(spec, d_s, outputs[-1])}
+                 "snet/adv": _g_adv(spec, "d_s", d_s, outputs[-1])}
         total = w.student_rec_weight * terms["snet/rec"] + w.student_adv_weight * terms["snet/adv"]
         lr_cycle = None
         if w.cycle:
@@ -170,15 +170,15 @@ def student_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, lr_
             terms["cycle/lr"] = loss_fns.mse(lr_real, lr_cycle)
             # DSNet's adversarial term must not reach SNet: DSNet sees a stopped copy.
             lr_fake = _apply(down, params["dsnet"], jax.lax.stop_gradient(outputs[-1]))
-            terms["dsnet/adv"] = _g_adv(spec, nets["d_ds"].params, lr_fake)
+            terms["dsnet/adv"] = _g_adv(spec, "d_ds", nets["d_ds"].params, lr_fake)
             total += w.cycle_weight * terms["cycle/lr"] + w.dsnet_adv_weight * terms["dsnet/adv"]
         return total, ((outputs[-1], lr_cycle), terms)
 
     updated, ((sr_fake, lr_fake), metrics) = joint_update(nets, names, snet_loss, tx)
-    updated["d_s"], metrics["d_s/loss"] = discriminator_update(nets["d_s"], disc, hr, sr_fake, w.gan_loss, tx)
+    updated["d_s"], metrics["d_s/loss"] = discriminator_update(nets["d_s"], disc("d_s"), hr, sr_fake, w.gan_loss, tx)
     if w.cycle:
         updated["d_ds"], metrics["d_ds/loss"] = discriminator_update(
-            nets["d_ds"], disc, lr_real, lr_fake, w.gan_loss, tx)
+            nets["d_ds"], disc("d_ds"), lr_real, lr_fake, w.gan_loss, tx)
     return updated, metrics
 
 
@@ -216,11 +216,11 @@ class TeacherStudent(Stage):
 
     def networks(self, spec: StepSpec):
         nets, w = spec.nets, spec.losses
-        out = {"tnet": (nets.sr, "lr"), "d_t": (nets.disc, "hr")}
+        out = {"tnet": (nets.sr, "lr"), "d_t": (nets.disc("d_t"), "hr")}
         if w.teacher == "cycle" or (w.student and w.cycle):
-            out.update(dsnet=(nets.down, "hr"), d_ds=(nets.disc, "lr"))
+            out.update(dsnet=(nets.down, "hr"), d_ds=(nets.disc("d_ds"), "lr"))
         if w.student:
-            out.update(snet=(nets.sr, "lr"), d_s=(nets.disc, "hr"))
+            out.update(snet=(nets.sr, "lr"), d_s=(nets.disc("d_s"), "hr"))
         return out
 
     def init_frozen(self, spec: StepSpec, key: jax.Array) -> dict[str, Any]:
