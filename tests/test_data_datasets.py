@@ -324,3 +324,31 @@ def test_an_unwritable_tfds_dir_and_too_few_hr_faces_are_one_line_each(tmp_path,
     cfg.tfds_dir = str(tmp_path / "tfds")
     with pytest.raises(images.DataError, match=f"^{hr} gives 3 usable HR faces, fewer than the batch size 4"):
         data.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)
+
+
+def test_a_registered_data_source_trains_the_smoke_config_and_an_unknown_one_is_named(tmp_path, caplog):
+    """A second data source is one registration plus one config line (`data.source`): here the
+    synthetic faces drawn with another seed, under their own name."""
+    from configs import smoke  # noqa: PLC0415
+    from fsr_jax import checkpointing, train  # noqa: PLC0415
+
+    def reseeded(data_cfg):
+        drawn = data_cfg.copy_and_resolve_references()
+        drawn.synthetic_seed = 7
+        return datasets.SOURCES["synthetic"].train(drawn)
+
+    datasets.SOURCES.register("reseeded", datasets.DataSource(reseeded))
+    try:
+        config = smoke.get_config()
+        config.data.update(tfds_dir=str(tmp_path / "tfds"), source="reseeded", progress=False)
+        config.stages, config.stage1.max_steps = ("degradation",), 2
+        with caplog.at_level(logging.INFO):
+            train.train_and_evaluate(config, str(tmp_path / "w"))
+        assert "seed 7" in caplog.text
+        assert checkpointing.latest_step(tmp_path / "w" / "degradation" / "checkpoints") == 2
+        assert data.test_set_names(config.data) == ()
+    finally:
+        datasets.SOURCES.unregister("reseeded")
+    with pytest.raises(images.DataError, match=r"data.source 'reseeded' is not a registered data source; the "
+                                               r"sources are \['folders', 'synthetic'\]"):
+        datasets.train_builders(config.data)

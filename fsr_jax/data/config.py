@@ -40,6 +40,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.hr_dir = config_dict.placeholder(str)
     # Folder of real LR training faces (SCGAN's LOW/), unpaired with hr_dir; set both or neither.
     c.lr_dir = config_dict.placeholder(str)
+    # Where the faces come from, a name in fsr_jax.data.datasets.SOURCES ('folders', 'synthetic',
+    # or one registered there); '': the folders when hr_dir and lr_dir are set, else synthetic.
+    c.source = ""
     # Where prepared (array_record) copies of the folders are written on first use and reused.
     c.tfds_dir = default_tfds_dir()
     # Test sets for evaluation: name -> folder holding LR/ and optionally HR/ (same file names);

@@ -17,6 +17,7 @@ reuses what the first prepared.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -25,6 +26,7 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Callable
 
 import ml_collections
 import numpy as np
@@ -33,6 +35,7 @@ from absl import logging
 
 from fsr_jax import files
 from fsr_jax.errors import FsrJaxError
+from fsr_jax.registry import Registry
 from fsr_jax.data import builders, images
 from fsr_jax.data import config as data_config
 
@@ -284,26 +287,63 @@ def synthetic_builder(data_cfg, config: str) -> builders.SyntheticFaces:
         data_dir=root, file_format="array_record"), what, f"{count} faces to draw", root)
 
 
-def train_builders(data_cfg) -> tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]:
-    """(HR, LR) prepared training datasets of the config, each with split 'train' and
-    features {'image', 'name'}; the synthetic default when no folder is set (logged)."""
-    check_config(data_cfg)
-    if uses_synthetic(data_cfg):
-        logging.info(
-            "data.hr_dir and data.lr_dir are unset: training on the SYNTHETIC default faces "
-            "(%d HR, %d degraded LR, seed %d), not on real faces",
-            data_cfg.synthetic_hr, data_cfg.synthetic_lr, data_cfg.synthetic_seed)
-        return synthetic_builder(data_cfg, "hr"), synthetic_builder(data_cfg, "lr")
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where a run's faces come from. `train(data_cfg)`: the (HR, LR) prepared training datasets,
+    TFDS builders with split 'train' and features {'image', 'name'}; `test_sets(data_cfg)`: the
+    names of the source's own test sets, evaluated when data.test_sets is empty; `test(data_cfg,
+    name)`: the builder of one of them (split 'test', features 'lr', optional 'hr', 'name')."""
+
+    train: Callable[[ml_collections.ConfigDict], tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]]
+    test_sets: Callable[[ml_collections.ConfigDict], tuple[str, ...]] = lambda data_cfg: ()
+    test: Callable[[ml_collections.ConfigDict, str], tfds.core.DatasetBuilder] | None = None
+
+
+def _folder_training_sets(data_cfg):
     return (folder_builder(data_cfg.hr_dir, data_cfg.hr_size, data_cfg, "hr"),
             folder_builder(data_cfg.lr_dir, data_cfg.lr_size, data_cfg, "lr"))
 
 
+def _synthetic_training_sets(data_cfg):
+    default = uses_synthetic(data_cfg)
+    logging.info("%straining on the SYNTHETIC %sfaces (%d HR, %d degraded LR, seed %d), not on real faces",
+                 "data.hr_dir and data.lr_dir are unset: " if default else "", "default " if default else "",
+                 data_cfg.synthetic_hr, data_cfg.synthetic_lr, data_cfg.synthetic_seed)
+    return synthetic_builder(data_cfg, "hr"), synthetic_builder(data_cfg, "lr")
+
+
+#: The data sources by name (`data.source`); register another to train on faces from elsewhere.
+SOURCES: Registry[DataSource] = Registry("data source")
+SOURCES.register("folders", DataSource(_folder_training_sets))
+SOURCES.register("synthetic", DataSource(
+    _synthetic_training_sets, lambda data_cfg: SYNTHETIC_TEST_SETS,
+    lambda data_cfg, name: synthetic_builder(data_cfg, {"synthetic_bicubic": "test_paired",
+                                                        "synthetic_real": "test_lr"}[name])))
+
+
+def source(data_cfg) -> DataSource:
+    """The config's data source: `data.source`, or by default the folders when hr_dir and lr_dir
+    are set, else the synthetic faces. DataError naming the registered ones for an unknown name."""
+    name = data_cfg.get("source", "") or ("synthetic" if uses_synthetic(data_cfg) else "folders")
+    if name not in SOURCES:
+        raise images.DataError(f"data.source {name!r} is not a registered data source; the sources are "
+                               f"{list(SOURCES)}")
+    return SOURCES[name]
+
+
+def train_builders(data_cfg) -> tuple[tfds.core.DatasetBuilder, tfds.core.DatasetBuilder]:
+    """(HR, LR) prepared training datasets of the config's data source, each with split 'train'
+    and features {'image', 'name'}; the synthetic default when no folder is set (logged)."""
+    check_config(data_cfg)
+    return source(data_cfg).train(data_cfg)
+
+
 def test_set_names(data_cfg) -> tuple[str, ...]:
-    """Names of the test sets to evaluate: data.test_sets, or the synthetic ones when that is
-    empty and the synthetic default is in use."""
+    """Names of the test sets to evaluate: data.test_sets, or the data source's own (the
+    synthetic ones on the synthetic default) when that is empty."""
     if data_cfg.test_sets:
         return tuple(data_cfg.test_sets.keys())
-    return SYNTHETIC_TEST_SETS if uses_synthetic(data_cfg) else ()
+    return tuple(source(data_cfg).test_sets(data_cfg))
 
 
 def test_builder(data_cfg, name: str) -> tfds.core.DatasetBuilder:
@@ -311,12 +351,11 @@ def test_builder(data_cfg, name: str) -> tfds.core.DatasetBuilder:
     check_config(data_cfg)
     if name in data_cfg.test_sets:
         return test_folder_builder(data_cfg.test_sets[name], data_cfg, name)
-    if name == "synthetic_bicubic":
-        return synthetic_builder(data_cfg, "test_paired")
-    if name == "synthetic_real":
-        return synthetic_builder(data_cfg, "test_lr")
+    own = source(data_cfg)
+    if name in own.test_sets(data_cfg):
+        return own.test(data_cfg, name)
     raise KeyError(f"unknown test set {name!r}: data.test_sets has {sorted(data_cfg.test_sets)}"
-                   f" and the synthetic ones are {SYNTHETIC_TEST_SETS}")
+                   f" and the data source's own are {list(own.test_sets(data_cfg))}")
 
 
 def load_test_set(data_cfg, name: str, max_images: int | None = None) -> dict:
