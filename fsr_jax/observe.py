@@ -102,23 +102,12 @@ def tensorboard_writer(logdir: pathlib.Path) -> Any:
         return None
 
 
-#: What each loss term measures, by the last part of its name, logged once per stage so that
-#: a value can be read without the source.
-TERM_MEANINGS = {
-    "content": "mean |DeNet(HR) - bicubic(HR)| per pixel value, images in [0, 1]",
-    "rec": "MSE to the target (HR, or TNet's pseudo-HR for SNet), mean over the 3 iterations",
-    "adv": "generator GAN loss (logistic: 0.693 = ln 2 when D is at chance)",
-    "loss": "discriminator GAN loss (logistic: 1.386 = 2 ln 2 at chance, lower = D wins)",
-    "lr": "MSE between the real LR and DSNet(SR(real LR))",
-    "hr": "MSE of the cycle HR -> DSNet -> TNet against HR, mean over the iterations",
-}
-
-
-def explain_terms(names) -> str:
-    """One line naming what each logged loss term measures (`TERM_MEANINGS`)."""
+def explain_terms(names, term_meanings: dict[str, str]) -> str:
+    """One line naming what each logged loss term measures: `term_meanings` (a stage's, by the
+    last part of a term's name), logged once per stage so that a value can be read without the source."""
     meanings = {}
     for name in sorted(names):
-        meanings.setdefault(TERM_MEANINGS.get(name.rsplit("/", 1)[-1], "see the stage's step"), []).append(name)
+        meanings.setdefault(term_meanings.get(name.rsplit("/", 1)[-1], "see the stage's step"), []).append(name)
     return "loss terms: " + "; ".join(f"{', '.join(n)}: {m}" for m, n in meanings.items())
 
 

@@ -212,7 +212,7 @@ class StageRun:
                     line, rate = progress.line(step, means)
                     logging.info(line)
                     if first_call:
-                        logging.info("[%s] %s", self.name, observe.explain_terms(means))
+                        logging.info("[%s] %s", self.name, observe.explain_terms(means, self.stage.term_meanings))
                         progress.start(step)
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
                                           **({"images_per_second": rate} if rate else {})})

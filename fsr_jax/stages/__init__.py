@@ -61,11 +61,18 @@ class Stage:
     name: the stage's name in `config.stages`, its module name and its folder in the workdir.
     section: its config section (batch_size, epochs, max_steps and its loss settings).
     after: stages that must come before it when a config runs both.
+    term_meanings: what each logged loss term measures.
     """
 
     name: str
     section: str
     after: tuple[str, ...] = ()
+    #: What each loss term the step logs measures, by the last part of its name (the progress
+    #: log explains them once); the GAN terms every stage has, then the stage's own.
+    term_meanings: dict[str, str] = {
+        "adv": "generator GAN loss (logistic: 0.693 = ln 2 when D is at chance)",
+        "loss": "discriminator GAN loss (logistic: 1.386 = 2 ln 2 at chance, lower = D wins)",
+    }
 
     def losses(self, section: ml_collections.ConfigDict) -> Any:
         """The stage's loss settings from its config section, as a frozen dataclass."""

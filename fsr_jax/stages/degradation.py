@@ -54,6 +54,8 @@ def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, 
 class Degradation(Stage):
     name = "degradation"
     section = "stage1"
+    term_meanings = {**Stage.term_meanings,
+                     "content": "mean |DeNet(HR) - bicubic(HR)| per pixel value, images in [0, 1]"}
 
     def losses(self, section: ml_collections.ConfigDict) -> Losses:
         return Losses(float(section.content_weight), float(section.adversarial_weight), section.gan_loss,

@@ -186,6 +186,12 @@ class TeacherStudent(Stage):
     name = "teacher_student"
     section = "stage2"
     after = (DEGRADATION.name,)
+    term_meanings = {
+        **Stage.term_meanings,
+        "rec": "MSE to the target (HR, or TNet's pseudo-HR for SNet), mean over the 3 iterations",
+        "lr": "MSE between the real LR and DSNet(SR(real LR))",
+        "hr": "MSE of the cycle HR -> DSNet -> TNet against HR, mean over the iterations",
+    }
 
     def losses(self, section: ml_collections.ConfigDict) -> Losses:
         return Losses(
