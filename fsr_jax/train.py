@@ -7,13 +7,14 @@ Rerunning resumes every stage from its newest checkpoint; a finished stage is sk
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import pathlib
 import shlex
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,39 @@ def crossed(before: int, after: int, every: int) -> bool:
     """Whether a call that took the step count from `before` to `after` passed a multiple of
     `every`: logs, image grids and checkpoints happen at the first call boundary after one."""
     return after // every > before // every
+
+
+class Due(NamedTuple):
+    """What a call boundary owes: a progress line, image grids, a checkpoint."""
+
+    log: bool
+    images: bool
+    save: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """When a stage logs, draws grids and saves, from `train.log_every`, `images_every`,
+    `checkpoint_every` and its length: at the first call boundary past each multiple; a line
+    also after the first call, at the end and at least every `PROGRESS_EVERY_S` seconds; a
+    checkpoint also at the end and when stopping."""
+
+    log_every: int
+    images_every: int
+    checkpoint_every: int
+    total_steps: int
+
+    @classmethod
+    def of(cls, train_cfg: ml_collections.ConfigDict, total_steps: int) -> Cadence:
+        return cls(train_cfg.log_every, train_cfg.images_every, train_cfg.checkpoint_every, total_steps)
+
+    def due(self, before: int, step: int, first_call: bool, seconds_since_line: float, stopping: bool) -> Due:
+        """What the call that took the step count from `before` to `step` owes."""
+        last = step == self.total_steps
+        return Due(log=(first_call or last or crossed(before, step, self.log_every)
+                        or seconds_since_line > PROGRESS_EVERY_S),
+                   images=crossed(before, step, self.images_every),
+                   save=last or stopping or crossed(before, step, self.checkpoint_every))
 
 
 def unstack_metrics(metrics: dict[str, np.ndarray]) -> list[dict[str, float]]:
@@ -177,6 +211,7 @@ class StageRun:
         progress = observe.Progress(self.name, self.total_steps, self.steps_per_epoch,
                                     self.cfg.batch_size, later)
         train = self.config.train
+        cadence = Cadence.of(train, self.total_steps)
         programs: dict[int, Any] = {}
         interval: dict[str, list[float]] = {}
         pending = None            # (first step, device metrics) of the call before the newest
@@ -197,16 +232,12 @@ class StageRun:
                 step, before = step + count, step
                 stop.in_loop = True
                 stopping = stop.agreed()
-                log_now = (first_call or crossed(before, step, train.log_every)
-                           or step == self.total_steps or progress.seconds_since_line() > PROGRESS_EVERY_S)
-                save_now = (crossed(before, step, train.checkpoint_every) or step == self.total_steps
-                            or stopping)
-                images_now = crossed(before, step, train.images_every)
-                if not (log_now or save_now or images_now):
+                due = cadence.due(before, step, first_call, progress.seconds_since_line(), stopping)
+                if not any(due):
                     continue
                 self.process(*pending, interval)
                 pending = None
-                if log_now:
+                if due.log:
                     means = {k: float(np.mean(v)) for k, v in interval.items()}
                     interval.clear()
                     line, rate = progress.line(step, means)
@@ -216,9 +247,9 @@ class StageRun:
                         progress.start(step)
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
                                           **({"images_per_second": rate} if rate else {})})
-                if images_now:
+                if due.images:
                     self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
-                if save_now:
+                if due.save:
                     self.save(state, step)
                 if stopping:
                     logging.warning("[%s] %s: checkpoint %d written, stopping", self.name, stop.reason, step)

@@ -320,3 +320,15 @@ def test_a_long_cpu_run_is_announced_with_the_smoke_command_on_the_users_data(ca
     with caplog.at_level("WARNING"):
         train.warn_if_cpu_run_is_long({STAGE1: 2, STAGE2: 2}, flops, config, "runs/mine")
     assert "no accelerator" not in caplog.text
+
+
+def test_the_cadence_owes_lines_grids_and_checkpoints_at_the_first_boundary_past_each_multiple():
+    cadence = train.Cadence(log_every=10, images_every=25, checkpoint_every=20, total_steps=60)
+    assert cadence.due(0, 4, first_call=True, seconds_since_line=0, stopping=False) == (True, False, False)
+    assert cadence.due(4, 8, False, 0, False) == (False, False, False)
+    assert cadence.due(8, 12, False, 0, False) == (True, False, False)
+    assert cadence.due(16, 20, False, 0, False) == (True, False, True)
+    assert cadence.due(24, 28, False, 0, False) == (False, True, False)
+    assert cadence.due(28, 32, False, train.PROGRESS_EVERY_S + 1, False) == (True, False, False)
+    assert cadence.due(32, 36, False, 0, True) == (False, False, True)          # a stop saves
+    assert cadence.due(56, 60, False, 0, False) == (True, False, True)          # the end logs and saves
