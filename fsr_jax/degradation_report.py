@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fsr_jax import inference, observe
+from fsr_jax import grids, inference
 from fsr_jax.data import images
 from fsr_jax.metrics import lr_stats
 from fsr_jax.metrics.frechet import fid
@@ -125,5 +125,5 @@ def contact_sheet(hr: np.ndarray, denet: np.ndarray, real: np.ndarray, count: in
     count = min(count, len(hr), len(real))
     size = hr.shape[1]
     columns = [hr[:count], bicubic_lr(hr[:count], real.shape[1]), to_uint8(denet[:count]), real[:count]]
-    panels = [observe.to_panel(np.asarray(c, np.float32) / 255.0, size) for c in columns]
-    return observe.titled_grid(panels, ["HR", "bicubic LR", "DeNet LR", "real LR"])
+    panels = [grids.to_panel(np.asarray(c, np.float32) / 255.0, size) for c in columns]
+    return grids.titled_grid(panels, ["HR", "bicubic LR", "DeNet LR", "real LR"])

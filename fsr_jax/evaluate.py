@@ -22,7 +22,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, data, degradation_report, files, inference, metrics, observe, tables
+from fsr_jax import checkpointing, config_checks, data, degradation_report, files, grids, inference, metrics, tables
 from fsr_jax.metrics import registry
 from fsr_jax.weights_file import SR_NETS
 
@@ -143,8 +143,8 @@ def write_grids(folder: pathlib.Path, set_name: str, columns: dict[str, np.ndarr
     dividing the largest."""
     size = max(c.shape[1] for c in columns.values())
     for k, start in enumerate(range(0, len(next(iter(columns.values()))), per_grid)):
-        panels = [observe.to_panel(to_float(c[start:start + per_grid]), size) for c in columns.values()]
-        files.write_png(folder / f"{set_name}_{k:03d}.png", observe.titled_grid(panels, list(columns)))
+        panels = [grids.to_panel(to_float(c[start:start + per_grid]), size) for c in columns.values()]
+        files.write_png(folder / f"{set_name}_{k:03d}.png", grids.titled_grid(panels, list(columns)))
 
 
 def load_networks(config: ml_collections.ConfigDict, workdir: str) -> tuple[inference.TrainedSR | None,

@@ -80,9 +80,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     initialize_distributed()
-    from fsr_jax import observe  # noqa: PLC0415
+    from fsr_jax import progress  # noqa: PLC0415
 
-    observe.quiet_library_logs()
+    progress.quiet_library_logs()
     logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)

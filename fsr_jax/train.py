@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, cost, data, files, observe, run_lock, stages
+from fsr_jax import checkpointing, config_checks, cost, data, files, grids, progress, run_lock, stages, summaries
 from fsr_jax.mesh import data_mesh, replicated, wait_for_every_process
 from fsr_jax.stages import StepSpec
 from fsr_jax.errors import FsrJaxError
@@ -159,11 +159,11 @@ class StageRun:
         checkpointing.save(self.checkpoints, step, state, self.data.get_state())
         logging.info("[%s] checkpoint %d written", self.name, step)
 
-    def summaries(self, writer: observe.SummaryWriter, state: TrainState, batch, step: int) -> None:
-        grids = jax.device_get(self.preview(state, batch))
+    def summaries(self, writer: summaries.SummaryWriter, state: TrainState, batch, step: int) -> None:
+        previews = jax.device_get(self.preview(state, batch))
         titles = self.stage.grid_titles(self.spec)
-        writer.images(step, {f"{self.name}/{name}": observe.titled_grid(cols, titles.get(name))
-                             for name, cols in grids.items()})
+        writer.images(step, {f"{self.name}/{name}": grids.titled_grid(cols, titles.get(name))
+                             for name, cols in previews.items()})
 
     def compile(self, count: int, state: TrainState, batches, stop: Stopper):
         """The compiled call of `count` steps, announced and timed; the main thread keeps
@@ -207,8 +207,8 @@ class StageRun:
         logging.info("[%s] %d steps (%d per epoch) at global batch %d over %d devices, from step %d",
                      self.name, self.total_steps, self.steps_per_epoch, self.cfg.batch_size,
                      jax.device_count(), step)
-        writer = observe.SummaryWriter(self.dir, enabled=self.primary, resume_step=step)
-        progress = observe.Progress(self.name, self.total_steps, self.steps_per_epoch,
+        writer = summaries.SummaryWriter(self.dir, enabled=self.primary, resume_step=step)
+        shown = progress.Progress(self.name, self.total_steps, self.steps_per_epoch,
                                     self.cfg.batch_size, later)
         train = self.config.train
         cadence = Cadence.of(train, self.total_steps)
@@ -232,7 +232,7 @@ class StageRun:
                 step, before = step + count, step
                 stop.in_loop = True
                 stopping = stop.agreed()
-                due = cadence.due(before, step, first_call, progress.seconds_since_line(), stopping)
+                due = cadence.due(before, step, first_call, shown.seconds_since_line(), stopping)
                 if not any(due):
                     continue
                 self.process(*pending, interval)
@@ -240,11 +240,11 @@ class StageRun:
                 if due.log:
                     means = {k: float(np.mean(v)) for k, v in interval.items()}
                     interval.clear()
-                    line, rate = progress.line(step, means)
+                    line, rate = shown.line(step, means)
                     logging.info(line)
                     if first_call:
-                        logging.info("[%s] %s", self.name, observe.explain_terms(means, self.stage.term_meanings))
-                        progress.start(step)
+                        logging.info("[%s] %s", self.name, progress.explain_terms(means, self.stage.term_meanings))
+                        shown.start(step)
                     writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
                                           **({"images_per_second": rate} if rate else {})})
                 if due.images:
@@ -294,7 +294,7 @@ def warn_if_cpu_run_is_long(left: dict[str, int], flops: dict[str, float], confi
         logging.warning(
             "no accelerator: this config's %s steps would take roughly %s on this CPU; for a quick "
             "look train the tiny smoke config on the same data: %s", "+".join(str(n) for n in left.values()),
-            observe.format_seconds(seconds), smoke_command(config, workdir))
+            progress.format_seconds(seconds), smoke_command(config, workdir))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: Stopper | None = None) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from fsr_jax import checkpointing, config_checks, inference, observe, stages, train
+from fsr_jax import checkpointing, config_checks, inference, stages, summaries, train
 from fsr_jax.steps import make_optimizer
 from helpers import STAGE1, STAGE2
 
@@ -272,8 +272,8 @@ def test_truncating_metrics_keeps_the_file_when_nothing_is_past_the_step(tmp_pat
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "a": 0.5}\n{"step": 2, "a": 0.25}\n')
     mtime = path.stat().st_mtime_ns
-    assert observe.truncate_jsonl(path, 2) == 0 and path.stat().st_mtime_ns == mtime
-    assert observe.truncate_jsonl(path, 1) == 1
+    assert summaries.truncate_jsonl(path, 2) == 0 and path.stat().st_mtime_ns == mtime
+    assert summaries.truncate_jsonl(path, 1) == 1
     assert path.read_text() == '{"step": 1, "a": 0.5}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
 

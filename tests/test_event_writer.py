@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fsr_jax import event_writer, observe
+from fsr_jax import event_writer, summaries
 from helpers import REPO
 
 
@@ -89,7 +89,7 @@ def test_bad_image_shape_is_refused_naming_the_key(tmp_path):
 
 
 def test_run_summaries_go_to_jsonl_png_and_tensorboard(tmp_path):
-    writer = observe.SummaryWriter(tmp_path)
+    writer = summaries.SummaryWriter(tmp_path)
     assert writer.tensorboard is not None
     grid = np.arange(64 * 128 * 3, dtype=np.uint32).reshape(64, 128, 3).astype(np.uint8)
     writer.scalars(5, {"tnet/rec": 0.25, "images_per_s": 12.0})
@@ -123,8 +123,8 @@ def test_summaries_need_neither_tensorflow_nor_tensorboard(tmp_path):
         sys.meta_path.insert(0, blocker)
         sys.path.insert(0, {str(REPO)!r})
         import fsr_jax.train
-        from fsr_jax import observe
-        writer = observe.SummaryWriter(__import__("pathlib").Path({str(tmp_path)!r}))
+        from fsr_jax import summaries
+        writer = summaries.SummaryWriter(__import__("pathlib").Path({str(tmp_path)!r}))
         assert writer.tensorboard is not None
         writer.scalars(1, {{"loss": 0.5}})
         writer.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from fsr_jax import checkpointing, losses, observe, stages, train
+from fsr_jax import checkpointing, grids, losses, stages, train
 from fsr_jax.steps import generator_update, make_optimizer
 from fsr_jax.models import layers
 from helpers import STAGE1, STAGE2
@@ -49,7 +49,7 @@ class BicubicTeacher(stages.Stage):
     def preview(self, spec):
         def preview(state, batch):
             hr = batch["hr"][:spec.summary_images]
-            return {"tnet": [observe.to_panel(hr, spec.hr_size, "rgb")]}
+            return {"tnet": [grids.to_panel(hr, spec.hr_size, "rgb")]}
 
         return preview
 

@@ -282,11 +282,11 @@ def run(argv: list[str], fv: flags.FlagValues) -> int:
     """The recipe with the parsed flags `fv` of the command line `argv` (which the printed commands repeat)."""
     import jax  # noqa: PLC0415
 
-    from fsr_jax import config_checks, observe  # noqa: PLC0415
+    from fsr_jax import config_checks, progress  # noqa: PLC0415
     from fsr_jax.errors import FsrJaxError  # noqa: PLC0415
     from fsr_jax.stages.teacher_student import STAGE as TEACHER_STUDENT  # noqa: PLC0415
 
-    observe.quiet_library_logs()
+    progress.quiet_library_logs()
     try:
         config, eval_extra = build_config(fv, argv)
         if TEACHER_STUDENT.name not in config.stages:

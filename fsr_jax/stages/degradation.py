@@ -12,7 +12,7 @@ import ml_collections
 
 from fsr_jax import losses as loss_fns
 from fsr_jax.models import layers
-from fsr_jax import observe
+from fsr_jax import grids
 from fsr_jax.stages import Preview, Stage, Step, StepSpec
 from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_update
 
@@ -79,7 +79,7 @@ class Degradation(Stage):
         """One grid: HR | bicubic LR | DeNet LR | a real LR."""
 
         def panel(images):
-            return observe.to_panel(images, spec.hr_size, "rgb")
+            return grids.to_panel(images, spec.hr_size, "rgb")
 
         def preview(state, batch):
             hr, lr = batch["hr"][:spec.summary_images], batch["lr"][:spec.summary_images]

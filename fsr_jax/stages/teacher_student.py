@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from fsr_jax import checkpointing, edges, models, observe
+from fsr_jax import checkpointing, edges, grids, models
 from fsr_jax import losses as loss_fns
 from fsr_jax.models import layers
 from fsr_jax.stages import Preview, Stage, Step, StepSpec
@@ -266,7 +266,7 @@ class TeacherStudent(Stage):
         sr, count = spec.nets.sr, spec.summary_images
 
         def panel(images, kind="rgb"):
-            return observe.to_panel(images, spec.hr_size, kind)
+            return grids.to_panel(images, spec.hr_size, kind)
 
         def sr_grid(params, lr, target):
             outputs, edge_maps = sr.apply({"params": params}, lr, return_edges=True)
