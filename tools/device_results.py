@@ -111,11 +111,11 @@ class Output:
         shutil.copyfile(source, tmp)
         tmp.replace(self.folder / name)
 
-    def pack(self, name: str, files: dict[str, pathlib.Path]) -> None:
+    def pack(self, name: str, members: dict[str, pathlib.Path]) -> None:
         """name.tar of {path in the archive: file} (existing files only), at most 16 MiB."""
         tmp = self.folder / f".{name}.tmp"
         with tarfile.open(tmp, "w") as tar:
-            for arcname, path in files.items():
+            for arcname, path in members.items():
                 if path.is_file():
                     tar.add(path, arcname)
         if tmp.stat().st_size > PART_LIMIT:
@@ -126,17 +126,17 @@ class Output:
 
 def stage_files(workdir: pathlib.Path, prefix: str) -> dict[str, pathlib.Path]:
     """Each stage's metrics.jsonl, config.json and newest image grids, under `prefix`/."""
-    files = {}
+    found = {}
     for stage in STAGES:
         folder = workdir / stage
-        files[f"{prefix}/{stage}/metrics.jsonl"] = folder / "metrics.jsonl"
-        files[f"{prefix}/{stage}/config.json"] = folder / "config.json"
+        found[f"{prefix}/{stage}/metrics.jsonl"] = folder / "metrics.jsonl"
+        found[f"{prefix}/{stage}/config.json"] = folder / "config.json"
         grids = sorted((folder / "images").glob("*.png")) if (folder / "images").is_dir() else []
         newest = {}
         for grid in grids:  # <net>_<step>.png: the newest of each net
             newest[grid.stem.rsplit("_", 1)[0]] = grid
-        files.update({f"{prefix}/{stage}/images/{g.name}": g for g in newest.values()})
-    return files
+        found.update({f"{prefix}/{stage}/images/{g.name}": g for g in newest.values()})
+    return found
 
 
 class Run:
@@ -310,13 +310,13 @@ def report_command(fv: flags.FlagValues, argv: list[str]) -> int:
     rows = [(row, {"net": net, "workdir": "paper", "metrics": main_results}) for row, net in
             tables.variant_rows(build_config("teacher_student", device["small"], remedy), "paper")]
     for variant in device.get("variants", {}):
-        files = [unpacked / "variants" / f"{variant}_{n}.msgpack" for n in ("tnet", "snet")]
-        if not any(f.is_file() for f in files):
+        weights = [unpacked / "variants" / f"{variant}_{n}.msgpack" for n in ("tnet", "snet")]
+        if not any(f.is_file() for f in weights):
             continue
         run_config = build_config(variant, device["small"], remedy)
         variant_eval = config.copy_and_resolve_references()
         variant_eval.model = run_config.model
-        variant_eval.eval.update(weights=",".join(str(f) for f in files if f.is_file()), nets=("tnet", "snet"))
+        variant_eval.eval.update(weights=",".join(str(f) for f in weights if f.is_file()), nets=("tnet", "snet"))
         scores = evaluate.evaluate(variant_eval, str(workdir / "variants" / variant))
         rows += [(row, {"net": net, "workdir": variant, "metrics": scores})
                  for row, net in tables.variant_rows(run_config, variant)]
