@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from fsr_jax.errors import FsrJaxError
+from fsr_jax.mesh import wait_for_every_process
 
 STATE, DATA = "state", "data"
 NO_SPACE = "no space left on device"
@@ -160,6 +161,9 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) ->
         left on device writing checkpoint N in PATH"); orbax renames a checkpoint into place
         only when complete, so the newest complete one is kept and a rerun resumes from it.
     """
+    # Every process enters orbax's save together: its own barriers give up sooner than a loaded
+    # machine's slowest process may take to arrive.
+    wait_for_every_process(f"save-{step}")
     try:
         mgr.save(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=True)
