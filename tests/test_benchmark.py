@@ -15,6 +15,9 @@ import pytest
 
 from tools import benchmark
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SMALL = ["--small", "--warmup", "0"]

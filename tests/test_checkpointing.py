@@ -16,6 +16,9 @@ from fsr_jax import checkpointing, config_checks, inference, stages, summaries, 
 from fsr_jax.steps import make_optimizer
 from helpers import STAGE1, STAGE2
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
 
 

@@ -5,6 +5,9 @@ from configs import smoke
 from fsr_jax import cost
 from helpers import STAGE1, STAGE2
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def config():

@@ -326,6 +326,7 @@ def test_an_unwritable_tfds_dir_and_too_few_hr_faces_are_one_line_each(tmp_path,
         data.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)
 
 
+@pytest.mark.slow
 def test_a_registered_data_source_trains_the_smoke_config_and_an_unknown_one_is_named(tmp_path, caplog):
     """A second data source is one registration plus one config line (`data.source`): here the
     synthetic faces drawn with another seed, under their own name."""

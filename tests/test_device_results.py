@@ -8,6 +8,9 @@ import pytest
 
 from fsr_jax import weights_file
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 FACE_COUNTS = {"train/HIGH": 24, "train/LOW": 48, "test/celeba/HR": 8, "test/widerface/LR": 24}
 
 

@@ -10,10 +10,14 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from configs import smoke
 from fsr_jax import checkpointing, train
 from helpers import STAGE1, STAGE2
+
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}

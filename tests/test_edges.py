@@ -78,6 +78,7 @@ def agreement_sets(faces_dir):
             "untrained_sr_3": np.asarray(sr[-1]), "noise": noise, "blurred_noise": blurred}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("thresholds", [(50, 150), (20, 60), (150, 50)])
 def test_device_canny_agrees_with_opencv(agreement_sets, thresholds):
     """At least 99.9 % of pixels and 95 % of whole maps equal cv2.Canny's (measured: all)."""
@@ -126,6 +127,7 @@ def test_device_canny_hysteresis_follows_weak_chains_to_convergence():
     np.testing.assert_array_equal(grown, strong | (weak & (np.eye(40, dtype=bool)[None])))
 
 
+@pytest.mark.slow
 def test_device_canny_runs_under_jit_vmap_shard_map_and_scan_without_callbacks(faces, callback_batches):
     reference = opencv_canny(faces)
     np.testing.assert_array_equal(np.asarray(edges.canny(faces)), reference)

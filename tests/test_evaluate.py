@@ -15,6 +15,9 @@ from fsr_jax import checkpointing, config_checks, evaluate, inference, metrics, 
 from fsr_jax.metrics import lr_stats, registry
 from helpers import STAGE1, STAGE2
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EVAL = dict(max_images=4, fid_reference_images=8, batch_size=8)
 PAIRED = ("fid", "fid_n", "fid_n_ref", "lpips", "psnr", "ssim")

@@ -11,6 +11,9 @@ from PIL import Image
 from configs import smoke
 from fsr_jax import checkpointing, config_checks, evaluate, export, inference, models, weights_file
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = REPO / "fsr_jax" / "super_resolve.py"
 NO_TF = ("import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "

@@ -14,6 +14,9 @@ from PIL import Image
 
 from fsr_jax import photos
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = REPO / "fsr_jax" / "super_resolve.py"
 # Runs the tool with TensorFlow and TFDS made unimportable.

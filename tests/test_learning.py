@@ -4,11 +4,15 @@ import pathlib
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from configs import smoke
 from fsr_jax import checkpointing, metrics, models, train
 from helpers import STAGE1, STAGE2
+
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
 
 
 def logged(workdir, stage, name):

@@ -269,6 +269,7 @@ def test_every_sr_parameter_gets_a_gradient(lr_faces, hr_faces, edge_kinds):
             assert np.any(g != 0), f"no gradient reaches {key}"
 
 
+@pytest.mark.slow
 def test_every_downsampler_and_discriminator_parameter_gets_a_gradient(hr_faces):
     """Wiring: with plain Kaiming everywhere every parameter gets a gradient. (With the default
     zero-initialised layers, the layers before them get theirs from the second step on.)"""
@@ -376,6 +377,7 @@ def _denet_l1_after(steps: int, hr: jax.Array, **fields) -> tuple[float, float]:
     return first, float(loss(params))
 
 
+@pytest.mark.slow
 def test_every_network_starts_near_the_image_range(hr_faces, lr_faces):
     """At the paper's sizes: DeNet's output stays near [0, 1] (plain Kaiming blocks put it in the
     thousands), the SR nets start near the bilinear upsampling, discriminators at D = 0.5."""
@@ -392,6 +394,7 @@ def test_every_network_starts_near_the_image_range(hr_faces, lr_faces):
         np.testing.assert_array_equal(np.asarray(disc.apply(disc.init(jax.random.key(0), faces), faces)), 0.0)
 
 
+@pytest.mark.slow
 def test_denet_learns_the_bicubic_content_from_its_initialisation(faces_dir):
     """16 residual blocks, the paper's lr: 10 Adam steps bring the L1 to bicubic below 0.3 with
     zero-initialised residual branches (measured 0.59 -> 0.18 at width 32); plain Kaiming
@@ -432,6 +435,7 @@ def test_the_summary_command_refuses_a_zero_size_in_one_line(capsys):
     assert capsys.readouterr().err.strip() == "error: model.sr.features must be positive, got 0"
 
 
+@pytest.mark.slow
 def test_a_registered_discriminator_type_trains_as_one_pairs_discriminator(tmp_path, smoke_tfds_dir):
     """A second discriminator type is one registration plus one config line: D_LR becomes a
     one-conv patch discriminator, the other pairs stay LightCNN; stage 1 trains with it."""

@@ -2,8 +2,13 @@
 import json
 import pathlib
 
+import pytest
+
 from configs import smoke
 from fsr_jax import weights_file
+
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,9 @@ from fsr_jax.steps import generator_update, make_optimizer
 from fsr_jax.models import layers
 from helpers import STAGE1, STAGE2
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 
 @dataclasses.dataclass(frozen=True)
 class ToyLosses:

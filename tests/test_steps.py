@@ -16,6 +16,9 @@ from fsr_jax.steps import OptimizerSpec, make_optimizer, scan_steps
 from fsr_jax.models import layers
 from helpers import STAGE1, STAGE2, read_faces
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 SGD = optax.sgd(1.0)  # params change by exactly -gradient: gradients can be compared
 
 

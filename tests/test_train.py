@@ -17,6 +17,9 @@ from fsr_jax import checkpointing, config_checks, data, losses, summaries, train
 from fsr_jax.stages import teacher_student
 from helpers import STAGE1, STAGE2
 
+#: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALL_NETS = {STAGE1: ("denet", "d_lr"), STAGE2: ("tnet", "d_t", "snet", "d_s", "dsnet", "d_ds")}
 
