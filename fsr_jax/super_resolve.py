@@ -184,7 +184,8 @@ def check_outputs(paths: list[pathlib.Path], names: list[str], out: pathlib.Path
 
 
 def report(reason: str) -> None:
-    print(f"error: {reason}", file=sys.stderr, flush=True)
+    """One `error:` line on stderr, on a line of its own under a progress bar (tqdm.write)."""
+    tqdm.tqdm.write(f"error: {reason}", file=sys.stderr)
 
 
 def run_faces(args, paths, names, sr_fn, lr_size: int, out: pathlib.Path) -> list[str]:
@@ -251,9 +252,9 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
                                  "enhanced": found.enhanced.tolist()}
             kept = len(found.boxes) - len(found.faces)
             count = len(found.boxes)
-            print(f"{path.name}: {count} face{'' if count == 1 else 's'}"
-                  + (f", {kept} over {max_face} px left as the photo has {'it' if kept == 1 else 'them'}"
-                     if kept else ""), flush=True)
+            tqdm.tqdm.write(f"{path.name}: {count} face{'' if count == 1 else 's'}"
+                            + (f", {kept} over {max_face} px left as the photo has {'it' if kept == 1 else 'them'}"
+                               if kept else ""))
             continue
         report(failed[-1])
     files.write_text(out / BOXES_FILE, json.dumps({**earlier_boxes(out / BOXES_FILE), **record}, indent=1))
