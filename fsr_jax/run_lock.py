@@ -54,6 +54,8 @@ def hold(workdir: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
             holder = lock.read().strip() or "another process"
             raise WorkdirBusyError(f"{path.parent} is being trained by another run ({holder}); wait for "
                                    f"it to end or stop it, or train in another --workdir") from None
+        except OSError as err:  # e.g. a file system without locks
+            raise FileWriteError(f"cannot lock {path}: {err.strerror or err}") from err
         try:
             lock.truncate(0)
             lock.write(_holder() + "\n")
