@@ -21,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from fsr_jax.errors import FileReadError, FileWriteError
+from fsr_jax.errors import FileReadError, FileWriteError, FsrJaxError
 
 
 def _refusal(path: pathlib.Path, replaces: Callable[[pathlib.Path], bool] | None) -> str | None:
@@ -65,7 +65,7 @@ def open_atomic(path: str | os.PathLike, replaces: Callable[[pathlib.Path], bool
         os.replace(tmp, path)
         tmp = None
     except OSError as err:
-        if isinstance(err, FileWriteError):
+        if isinstance(err, FsrJaxError):  # already one line (e.g. raised by the caller's block)
             raise
         raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from err
     finally:

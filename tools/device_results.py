@@ -107,21 +107,18 @@ class Output:
         """A file of at most 16 MiB, as `name`."""
         if source.stat().st_size > PART_LIMIT:
             raise ValueError(f"{source} is over {PART_LIMIT} bytes; store it in float16")
-        tmp = self.folder / f".{name}.tmp"
-        shutil.copyfile(source, tmp)
-        tmp.replace(self.folder / name)
+        with files.open_atomic(self.folder / name) as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
 
     def pack(self, name: str, members: dict[str, pathlib.Path]) -> None:
         """name.tar of {path in the archive: file} (existing files only), at most 16 MiB."""
-        tmp = self.folder / f".{name}.tmp"
-        with tarfile.open(tmp, "w") as tar:
-            for arcname, path in members.items():
-                if path.is_file():
-                    tar.add(path, arcname)
-        if tmp.stat().st_size > PART_LIMIT:
-            tmp.unlink()
-            raise ValueError(f"{name} would be over {PART_LIMIT} bytes")
-        tmp.replace(self.folder / name)
+        with files.open_atomic(self.folder / name) as out:
+            with tarfile.open(fileobj=out, mode="w") as tar:
+                for arcname, path in members.items():
+                    if path.is_file():
+                        tar.add(path, arcname)
+            if out.tell() > PART_LIMIT:  # nothing is written
+                raise ValueError(f"{name} would be over {PART_LIMIT} bytes")
 
 
 def stage_files(workdir: pathlib.Path, prefix: str) -> dict[str, pathlib.Path]:

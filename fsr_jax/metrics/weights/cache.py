@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from fsr_jax import files
 from fsr_jax.metrics.weights import convert, fetch, integrity, pins
 from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError, WeightsHashError
 from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, NIQE_FILE
@@ -96,16 +97,12 @@ def read_members(archive: pathlib.Path, keep: tuple[str, ...]) -> dict[str, byte
 
 def _extract(archive: pins.Archive, path: pathlib.Path, reference: pathlib.Path, log: Log) -> None:
     """Writes every kept member of a verified archive under `reference/` (atomically per file)."""
-    files = read_members(path, archive.keep)
-    if not files:
+    members = read_members(path, archive.keep)
+    if not members:
         raise MissingWeightsError(f"{path} holds none of {archive.keep}. {delete_fix(path)}")
-    for name, contents in sorted(files.items()):
-        target = reference / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-        tmp.write_bytes(contents)
-        os.replace(tmp, target)
-    log(f"extracted {len(files)} files from {path.name} into {reference}")
+    for name, contents in sorted(members.items()):
+        files.write_bytes(reference / name, contents)
+    log(f"extracted {len(members)} files from {path.name} into {reference}")
 
 
 def pin_of(relpath: str) -> tuple[str, str]:

@@ -5,12 +5,12 @@ that build numpy arrays and refuse every other global.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import pickle
 
 import numpy as np
 
+from fsr_jax import files
 from fsr_jax.metrics.weights import torchscript
 
 # The TorchScript Inception computes batch_norm(conv(x), mean, var, beta, eps=1e-3) with no scale.
@@ -114,10 +114,7 @@ def check_tree(flat: dict[str, np.ndarray], abstract_params: dict) -> None:
 
 
 def save_npz(path: pathlib.Path, flat: dict[str, np.ndarray]) -> None:
-    """Writes atomically, so an interrupted conversion never leaves a truncated file behind."""
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Writes atomically (`files.open_atomic`), so an interrupted conversion never leaves a
+    truncated file behind."""
+    with files.open_atomic(path) as out:
+        np.savez(out, **flat)
