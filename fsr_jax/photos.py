@@ -1,4 +1,5 @@
-"""Faces in whole photos: find them (OpenCV Haar cascade), cut them out at the SR input size,
+"""Faces in whole photos: find them (OpenCV's Haar cascade here; the MTCNN detector is
+fsr_jax.face_detector), cut them out at the SR input size,
 and paste super-resolved faces back into an enlarged photo with a feathered blend.
 
 Boxes are float (K, 4) arrays of [x, y, width, height] in pixels of the photo they refer to.
@@ -278,16 +279,20 @@ class PhotoResult(NamedTuple):
     enhanced: np.ndarray | None = None
 
 
+Detector = Callable[[np.ndarray], np.ndarray]
+
+
 def super_resolve_faces(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
                         scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN,
-                        max_face: float | None = None) -> PhotoFaces:
-    """The faces `boxes` gives, else those `detect_faces` finds, cut out of a uint8 (H, W, 3)
+                        max_face: float | None = None, detect: Detector = detect_faces) -> PhotoFaces:
+    """The faces `boxes` gives, else those `detect` finds (uint8 photo -> float (K, 4) boxes;
+    default the Haar cascade), cut out of a uint8 (H, W, 3)
     photo as `square_boxes` at lr_size x lr_size and put through `sr_fn` (uint8 (J, lr, lr, 3)
     -> uint8 (J, S, S, 3)); `scale` is sr_fn's factor S / lr. With `max_face`, a crop of a
     larger side (photo pixels) is left as it is (`enhanced` False): shrinking it to lr_size
     would throw away more detail than the network puts back."""
     height, width = photo.shape[:2]
-    boxes = detect_faces(photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+    boxes = detect(photo) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
     crops = square_boxes(boxes, height, width, margin)
     enhanced = np.ones(len(crops), bool) if max_face is None else crops[:, 2] <= max_face
     lr = crop_faces(photo, crops[enhanced], lr_size)
@@ -307,14 +312,15 @@ def write_enlarged_photo(file: BinaryIO, photo: np.ndarray, found: PhotoFaces, s
 
 def super_resolve_photo(photo: np.ndarray, sr_fn: Callable[[np.ndarray], np.ndarray], lr_size: int,
                         scale: int, boxes: np.ndarray | None = None, margin: float = MARGIN,
-                        feather: float = FEATHER, max_face: float | None = None) -> PhotoResult:
+                        feather: float = FEATHER, max_face: float | None = None,
+                        detect: Detector = detect_faces) -> PhotoResult:
     """Enlarges a uint8 (H, W, 3) photo `scale`x with PIL bicubic and replaces each face by its
-    super-resolved version: the faces `boxes` gives, else those `detect_faces` finds, are cut
+    super-resolved version: the faces `boxes` gives, else those `detect` finds, are cut
     out as `square_boxes` at lr_size x lr_size, put through `sr_fn` (uint8 (K, lr, lr, 3) ->
     uint8 (K, S, S, 3)) and pasted back with a feathered blend. The image is built strip by
     strip in uint8 (`enlarged_strips`); `write_enlarged_photo` writes it without holding it."""
     height, width = photo.shape[:2]
-    found = super_resolve_faces(photo, sr_fn, lr_size, scale, boxes, margin, max_face)
+    found = super_resolve_faces(photo, sr_fn, lr_size, scale, boxes, margin, max_face, detect)
     image = np.empty((scale * height, scale * width, 3), np.uint8)
     for top, strip in enlarged_strips(photo, found.faces, found.pasted() * scale, scale, feather):
         image[top:top + len(strip)] = strip

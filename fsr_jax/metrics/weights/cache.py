@@ -19,7 +19,7 @@ import numpy as np
 from fsr_jax import files
 from fsr_jax.metrics.weights import convert, fetch, integrity, pins
 from fsr_jax.metrics.weights.errors import INSTALL_COMMAND, MissingWeightsError, WeightsHashError
-from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, NIQE_FILE
+from fsr_jax.metrics.weights.pins import INCEPTION_FILE, LPIPS_FILE, MTCNN_FILES, NIQE_FILE
 
 CACHE_ENV = "FSR_JAX_CACHE"
 OFFLINE_ENV = "FSR_JAX_OFFLINE"
@@ -32,6 +32,7 @@ CONVERTERS = {
     NIQE_FILE: convert.convert_niqe,
     LPIPS_FILE: convert.convert_lpips,
     INCEPTION_FILE: convert.convert_inception,
+    **{name: convert.convert_mtcnn for name in MTCNN_FILES.values()},
 }
 
 

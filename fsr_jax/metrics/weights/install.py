@@ -6,6 +6,7 @@ parameter shapes as they are written.
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 import shutil
 from typing import Callable, TypeVar
@@ -14,6 +15,7 @@ from fsr_jax.metrics import inception, perceptual
 from fsr_jax.metrics.weights import cache, pins
 from fsr_jax.metrics.weights.cache import AbstractParams, Log
 from fsr_jax.metrics.weights.errors import WeightsHashError
+from fsr_jax.models import mtcnn
 
 T = TypeVar("T")
 
@@ -21,6 +23,7 @@ T = TypeVar("T")
 MODELS: dict[str, AbstractParams] = {
     pins.LPIPS_FILE: perceptual.abstract_params,
     pins.INCEPTION_FILE: inception.abstract_params,
+    **{name: functools.partial(mtcnn.abstract_params, net) for net, name in pins.MTCNN_FILES.items()},
 }
 
 
