@@ -98,6 +98,43 @@ def test_detect_finds_the_faces_of_a_photo_and_writes_one_crop_each(tmp_path, sm
     assert Image.open(tmp_path / "out" / "group.png").size == (4 * 320, 4 * 160)
 
 
+def test_both_detectors_find_the_faces_and_bad_detector_flags_are_one_line(tmp_path, smoke_run, load_faces,
+                                                                            super_resolve, capsys, monkeypatch):
+    photo, truth = composite_photo(load_faces)
+    Image.fromarray(photo).save(tmp_path / "group.png")
+    base = ["--workdir", str(smoke_run), "--input", str(tmp_path / "group.png"), "--detect", "--max_face=1000"]
+    found = {}
+    for detector in ("mtcnn", "haar"):
+        assert super_resolve([*base, "--output", str(tmp_path / detector), f"--detector={detector}"]) == 0
+        found[detector] = np.array(json.loads((tmp_path / detector / "boxes.json").read_text())["group.png"]["faces"])
+    assert len(found["mtcnn"]) == len(truth)
+    centres = found["mtcnn"][:, :2] + found["mtcnn"][:, 2:] / 2
+    assert all(t[0] <= cx <= t[0] + t[2] and t[1] <= cy <= t[1] + t[3]
+               for t, (cx, cy) in zip(truth[np.argsort(truth[:, 0])], centres[np.argsort(centres[:, 0])]))
+    assert not np.array_equal(found["mtcnn"], found["haar"])
+    # a score over every face's: nothing found, the photo is still written
+    assert super_resolve([*base, "--output", str(tmp_path / "none"), "--min_score=0.999999"]) == 0
+    assert json.loads((tmp_path / "none" / "boxes.json").read_text())["group.png"]["faces"] == []
+    capsys.readouterr()
+    for flag, message in (("--min_face=2", "--min_face must be a number of pixels from 4 to 10000"),
+                          ("--min_score=1", "--min_score must be from 0 to below 1"),
+                          ("--detector=dlib", "value should be one of <mtcnn|haar>")):
+        assert super_resolve([*base, "--output", str(tmp_path / "bad"), flag]) == 1
+        assert message in capsys.readouterr().err
+    # no detector weights and no way to fetch them: one line naming the install command, before any work
+    monkeypatch.setenv("FSR_JAX_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("FSR_JAX_OFFLINE", "1")
+    from fsr_jax import face_detector  # noqa: PLC0415
+    face_detector.load_params.cache_clear()
+    try:
+        assert super_resolve([*base, "--output", str(tmp_path / "offline")]) == 2
+    finally:
+        face_detector.load_params.cache_clear()
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "MTCNN face detector weights" in errors[0] and "install" in errors[0], errors
+    assert not (tmp_path / "offline" / "group.png").exists()
+
+
 def test_paste_back_changes_exactly_the_pixels_of_the_given_boxes():
     photo = np.full((40, 60, 3), 100, np.uint8)
     boxes = np.array([[5, 6, 12, 12], [30, 10, 20, 16]], np.float64)
