@@ -8,5 +8,5 @@ from configs import teacher_student
 def get_config():
     config = teacher_student.get_config()
     config.stages = ("teacher_student",)
-    config.stage2.teacher = "bicubic"
+    config.teacher_student.teacher = "bicubic"
     return config

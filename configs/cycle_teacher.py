@@ -9,6 +9,6 @@ from configs import teacher_student
 def get_config():
     config = teacher_student.get_config()
     config.stages = ("teacher_student",)
-    config.stage2.teacher = "cycle"
-    config.stage2.student = False
+    config.teacher_student.teacher = "cycle"
+    config.teacher_student.student = False
     return config

@@ -4,5 +4,5 @@ from configs import teacher_student
 
 def get_config():
     config = teacher_student.get_config()
-    config.stage2.cycle = False
+    config.teacher_student.cycle = False
     return config

@@ -28,8 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
         b2=0.999,
     ))
 
-    # Stage 1: L_DeNet = 1.0 * L_con + 0.05 * L_adv (paper, eq. 2-4), batch 16.
-    config.stage1 = ml_collections.ConfigDict(dict(
+    # Stage 1, `degradation`: L_DeNet = 1.0 * L_con + 0.05 * L_adv (paper, eq. 2-4), batch 16.
+    config.degradation = ml_collections.ConfigDict(dict(
         batch_size=16,             # paper: 16
         epochs=30,                 # Decision: the paper gives none; an epoch = one pass over HR
         max_steps=0,               # > 0 stops the stage after this many steps (smoke runs, tests)
@@ -41,8 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
         discriminator_lr_scale=1.0,    # D_LR's learning rate relative to DeNet's (< 1: a slower D)
     ))
 
-    # Stage 2: TNet, SNet, DSNet, DeNet frozen from stage 1, batch 4.
-    config.stage2 = ml_collections.ConfigDict(dict(
+    # Stage 2, `teacher_student`: TNet, SNet, DSNet, DeNet frozen from stage 1, batch 4.
+    config.teacher_student = ml_collections.ConfigDict(dict(
         batch_size=4,              # paper: 4
         epochs=40,                 # Decision: the paper gives none
         max_steps=0,               # > 0 stops the stage after this many steps

@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-from fsr_jax import checkpointing, edges, losses, models, stages
+from fsr_jax import checkpointing, config_upgrade, edges, losses, models, stages
 from fsr_jax.data.config import problems as data_problems
 from fsr_jax.steps import make_optimizer
 from fsr_jax.errors import FsrJaxError
@@ -78,10 +78,9 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
             models.discriminator_types(config.model.discriminator)
         except ValueError as err:
             check(f"model: {err}")
-    for stage_name in config.stages:
-        if stage_name not in stages.names():
+    for name in config.stages:
+        if name not in stages.names():
             continue
-        name = stages.get(stage_name).section
         stage = config[name]
         if stage.batch_size <= 0 or stage.batch_size % device_count:
             check(f"{name}.batch_size={stage.batch_size} must be a positive multiple of the "
@@ -96,7 +95,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
         check_all = [k for k, v in weights.items() if v < 0]
         if check_all:
             check(f"{name}: loss weights must be >= 0: {', '.join(f'{k}={weights[k]}' for k in check_all)}")
-        problems += stages.get(stage_name).problems(config, workdir)
+        problems += stages.get(name).problems(config, workdir)
     opt = config.optimizer
     if opt.learning_rate <= 0 or opt.halve_every_epochs <= 0 or not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1):
         check(f"optimizer: learning_rate and halve_every_epochs must be positive and betas in "
@@ -164,9 +163,8 @@ def _shape_fields(config: ml_collections.ConfigDict, stage: str, arrays: dict, s
     differ between `saved` (config.json) and `now` (`config` as JSON), and change the stage's
     state on their own: `config` with just that field back at its saved value has another
     layout than `arrays` (`config`'s)."""
-    section = stages.get(stage).section
     old, new = _flat(saved), _flat(now)
-    candidates = sorted(k for k in new if (k.startswith(("model.", f"{section}.")) or k in (
+    candidates = sorted(k for k in new if (k.startswith(("model.", f"{stage}.")) or k in (
         "data.hr_size", "data.lr_size")) and k in old and old[k] != new[k])
     fields = []
     for field in candidates:
@@ -207,13 +205,11 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
             continue
         step, saved_arrays, data_state = found
         try:
-            saved = json.loads((folder / "config.json").read_text())
-            saved["model"] = models.upgrade_config(saved["model"]).to_dict()  # today's field names
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable, or no model section
+            saved = config_upgrade.upgrade(json.loads((folder / "config.json").read_text())).to_dict()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable, or no model section
             saved = None
-        section = stages.get(stage).section
         for key, name in DATA_STATE_FIELDS.items():
-            name = name.format(stage=section)
+            name = name.format(stage=stage)
             old = data_state.get(key) if data_state else _flat(saved or {}).get(name)
             value = _flat(now)[name]
             if old is not None and old != value:

@@ -20,7 +20,7 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from fsr_jax import checkpointing, models, weights_file
+from fsr_jax import checkpointing, config_upgrade, models, weights_file
 from fsr_jax.config_checks import ConfigError
 from fsr_jax.data import images
 from fsr_jax.data.config import MAX_IMAGE_PIXELS
@@ -35,8 +35,8 @@ def stage_dir(workdir: str | pathlib.Path, stage: str = TEACHER_STUDENT.name) ->
 
 
 def run_config(workdir: str | pathlib.Path, stage: str = TEACHER_STUDENT.name) -> ml_collections.ConfigDict:
-    """The config a run's stage (by default stage 2) was trained with (W/<stage>/config.json), its
-    `model` section in today's field names (`models.upgrade_config`: older runs say `sr.steps`).
+    """The config a run's stage (by default stage 2) was trained with (W/<stage>/config.json), in
+    today's field names (`config_upgrade.upgrade`: older runs say `stage2`, `sr.steps`).
 
     Tuples come back as lists (JSON has no tuples).
 
@@ -46,9 +46,7 @@ def run_config(workdir: str | pathlib.Path, stage: str = TEACHER_STUDENT.name) -
     """
     path = stage_dir(workdir, stage) / "config.json"
     try:
-        config = ml_collections.ConfigDict(json.loads(path.read_text()))
-        config.model = models.upgrade_config(config.model)
-        return config
+        return config_upgrade.upgrade(json.loads(path.read_text()))
     except (OSError, ValueError) as err:
         raise checkpointing.CheckpointError(
             f"cannot read the run's config {path} (is {workdir} a trained workdir?): {err}") from err

@@ -86,10 +86,16 @@ def main(argv: list[str]) -> None:
     logging.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)
-    from fsr_jax import data, train  # noqa: PLC0415 (after distributed init)
+    from fsr_jax import config_upgrade, data, train  # noqa: PLC0415 (after distributed init)
     from fsr_jax.errors import FsrJaxError  # noqa: PLC0415
 
     config = _CONFIG.value
+    if config_upgrade.old_names(config):
+        logging.warning("config sections %s are read as %s (their names today)",
+                        ", ".join(config_upgrade.old_names(config)),
+                        ", ".join(config_upgrade.RENAMED_SECTIONS[n] for n in config_upgrade.old_names(config)))
+        config = config_upgrade.upgrade(config)
+        config.lock()
     enable_compilation_cache(config.train.get("compilation_cache", ""))
     try:
         data.add_test_sets(config.data, _TEST_SETS.value)

@@ -75,7 +75,7 @@ def variant_rows(run_cfg: ml_collections.ConfigDict, label: str) -> list[tuple[s
     cycle); a run differing in none gives "+Canny+DoG(Ours)", "Ours-TNet" and "Ours-SNet(Ours)",
     and one differing in several is named by `label` (e.g. its workdir).
     """
-    s2 = run_cfg.stage2
+    s2 = run_cfg.teacher_student
     edges = tuple(run_cfg.model.sr.edges)
     changes = []
     if edges != ("canny", "dog"):

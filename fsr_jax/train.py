@@ -116,7 +116,7 @@ class StageRun:
     def __init__(self, stage: str, config: ml_collections.ConfigDict, workdir: str, mesh):
         self.name, self.config, self.mesh = stage, config, mesh
         self.stage = stages.get(stage)
-        self.cfg = stages.section(config, stage)
+        self.cfg = config[stage]
         self.dir = pathlib.Path(workdir) / stage
         self.data = data.make_train_iterator(
             config.data, global_batch_size=self.cfg.batch_size, seed=config.seed,
@@ -270,7 +270,7 @@ def steps_left(config: ml_collections.ConfigDict, workdir: str, num_hr: int) -> 
 
 def stage_flops(config: ml_collections.ConfigDict, names) -> dict[str, float]:
     """FLOPs per step of each stage of `names` at its batch size (stages XLA gives no figure for left out)."""
-    flops = {name: cost.step_flops(name, config, stages.section(config, name).batch_size) for name in names}
+    flops = {name: cost.step_flops(name, config, config[name].batch_size) for name in names}
     return {name: f for name, f in flops.items() if f}
 
 

@@ -70,7 +70,7 @@ def smoke_run(tmp_path_factory, faces_cfg):
 
     config = smoke.get_config()
     config.data = faces_cfg.copy_and_resolve_references()
-    config.stage1.max_steps, config.stage2.max_steps = 2, 2
+    config.degradation.max_steps, config.teacher_student.max_steps = 2, 2
     config.train.update(images_every=1000, checkpoint_every=1000)
     workdir = tmp_path_factory.mktemp("smoke_run")
     train.train_and_evaluate(config, str(workdir))

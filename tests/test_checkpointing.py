@@ -26,7 +26,7 @@ def config_of(tfds_dir, stages=(STAGE1,), s1=4, s2=2, **train_fields):
     config = smoke.get_config()
     config.data.tfds_dir = tfds_dir
     config.stages = stages
-    config.stage1.max_steps, config.stage2.max_steps = s1, s2
+    config.degradation.max_steps, config.teacher_student.max_steps = s1, s2
     config.train.update(dict(log_every=1, images_every=1000, checkpoint_every=2), **train_fields)
     return config
 
@@ -171,7 +171,7 @@ def test_stage2_and_evaluation_use_the_newest_readable_checkpoints(tmp_path, sta
     shutil.copytree(stage1_runs / "four", stage1)
     _truncate(array_files(stage1 / STAGE1 / "checkpoints" / "4"))
     config = config_of(smoke_tfds_dir, stages=(STAGE2,), s2=2, checkpoint_every=1)
-    config.stage2.denet_checkpoint = str(stage1)
+    config.teacher_student.denet_checkpoint = str(stage1)
     workdir = tmp_path / "w"
     with caplog.at_level("WARNING"):
         train.train_and_evaluate(config, str(workdir))
@@ -201,8 +201,8 @@ def test_a_config_that_no_longer_fits_stops_with_one_message_and_changes_nothing
     config.model.downsampler.features = 16      # DeNet (stage 1), DSNet and the frozen DeNet (stage 2)
     config.model.sr.features = 12               # TNet, SNet
     config.model.dtype = "bfloat16"             # computation only: not listed
-    config.stage2.teacher_rec_weight = 0.5      # a loss weight: not listed
-    config.stage1.batch_size = 4                # another sequence of batches
+    config.teacher_student.teacher_rec_weight = 0.5      # a loss weight: not listed
+    config.degradation.batch_size = 4                # another sequence of batches
     before = snapshot(workdir)
     with pytest.raises(config_checks.ConfigError) as err:
         train.train_and_evaluate(config, str(workdir))
@@ -212,8 +212,8 @@ def test_a_config_that_no_longer_fits_stops_with_one_message_and_changes_nothing
         f"  - model.downsampler.features=16, but the checkpoints were trained with 8 (it changes the "
         f"networks of {STAGE1}, {STAGE2})",
         f"  - model.sr.features=12, but the checkpoints were trained with 8 (it changes the networks of {STAGE2})",
-        f"  - stage1.batch_size=4, but checkpoint 2 in {workdir / STAGE1} was trained with 8: resume with "
-        f"--config.stage1.batch_size=8, or train in a new --workdir",
+        f"  - degradation.batch_size=4, but checkpoint 2 in {workdir / STAGE1} was trained with 8: resume with "
+        f"--config.degradation.batch_size=8, or train in a new --workdir",
     ]
     assert snapshot(workdir) == before
     # the workdir still resumes with the config it was trained with, and keeps that config.json
@@ -296,7 +296,7 @@ def test_two_processes_resume_together_from_the_newest_readable_checkpoint(tmp_p
     env = {**subprocess_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     command = [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
                "--workdir", str(workdir), f"--config.data.tfds_dir={smoke_tfds_dir}",
-               f"--config.stages=('{STAGE1}',)", "--config.stage1.max_steps=6", "--config.train.log_every=1",
+               f"--config.stages=('{STAGE1}',)", "--config.degradation.max_steps=6", "--config.train.log_every=1",
                "--config.train.images_every=1000", "--config.train.checkpoint_every=2",
                f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
     processes = [subprocess.Popen(command + [f"--process_id={i}"], env=env, cwd=REPO, text=True,
@@ -331,7 +331,7 @@ def test_the_main_job_reports_a_damaged_checkpoint_in_two_lines(tmp_path, stage1
     result = subprocess.run(
         [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"), "--workdir",
          str(workdir), f"--config.data.tfds_dir={smoke_tfds_dir}", f"--config.stages=('{STAGE1}',)",
-         "--config.stage1.max_steps=6", "--config.train.checkpoint_every=2"],
+         "--config.degradation.max_steps=6", "--config.train.checkpoint_every=2"],
         env={**subprocess_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, cwd=REPO,
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

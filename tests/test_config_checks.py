@@ -22,7 +22,7 @@ def problems_of(**fields):
     (dict(model__sr__features=0), "model.sr.features must be positive, got 0"),
     (dict(model__downsampler__blocks=-1), "model.downsampler.blocks must be positive, got -1"),
     (dict(optimizer__learning_rate=float("nan")), "optimizer.learning_rate must be a finite number, got nan"),
-    (dict(stage2__cycle_weight=float("inf")), "stage2.cycle_weight must be a finite number, got inf"),
+    (dict(teacher_student__cycle_weight=float("inf")), "teacher_student.cycle_weight must be a finite number, got inf"),
     (dict(data__on_bad_image="ignore"), "data.on_bad_image must be one of 'error', 'skip', got 'ignore'"),
 ])
 def test_each_bad_value_is_one_line_naming_the_field(fields, line):
@@ -51,12 +51,12 @@ def test_stages_are_known_in_order_and_once(stages, line):
 
 def test_a_cycle_teacher_with_a_cycled_student_is_refused():
     # Both would train DSNet in the same step; the teacher's update would be lost.
-    (line,) = problems_of(stage2__teacher="cycle", stage2__student=True, stage2__cycle=True)
-    assert line.startswith("  - stage2.teacher='cycle' with stage2.student=True and stage2.cycle=True")
-    for fields in (dict(stage2__student=False), dict(stage2__cycle=False)):
+    (line,) = problems_of(teacher_student__teacher="cycle", teacher_student__student=True, teacher_student__cycle=True)
+    assert line.startswith("  - teacher_student.teacher='cycle' with teacher_student.student=True and teacher_student.cycle=True")
+    for fields in (dict(teacher_student__student=False), dict(teacher_student__cycle=False)):
         config = smoke.get_config()
-        config.stage2.teacher = "cycle"
-        config.stage2.update({k.split("__")[1]: v for k, v in fields.items()})
+        config.teacher_student.teacher = "cycle"
+        config.teacher_student.update({k.split("__")[1]: v for k, v in fields.items()})
         config_checks.validate(config, "/nonexistent/workdir", 1)
 
 
@@ -70,7 +70,7 @@ def test_stage_2_refuses_a_denet_trained_with_another_downsampler_setting(tmp_pa
     (stage1 / "config.json").write_text(trained.to_json())
     config = smoke.get_config()
     config.stages = ("teacher_student",)
-    config.stage2.denet_checkpoint = str(stage1.parent)
+    config.teacher_student.denet_checkpoint = str(stage1.parent)
     with pytest.raises(config_checks.ConfigError) as err:
         config_checks.validate(config, tmp_path / "new", 1)
     lines = str(err.value).splitlines()[1:]

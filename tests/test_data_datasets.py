@@ -342,7 +342,7 @@ def test_a_registered_data_source_trains_the_smoke_config_and_an_unknown_one_is_
     try:
         config = smoke.get_config()
         config.data.update(tfds_dir=str(tmp_path / "tfds"), source="reseeded", progress=False)
-        config.stages, config.stage1.max_steps = ("degradation",), 2
+        config.stages, config.degradation.max_steps = ("degradation",), 2
         with caplog.at_level(logging.INFO):
             train.train_and_evaluate(config, str(tmp_path / "w"))
         assert "seed 7" in caplog.text

@@ -32,7 +32,7 @@ def free_port() -> int:
 def launch_command(workdir, tfds_dir, *extra):
     return [sys.executable, "-m", "fsr_jax.main", "--config", str(REPO / "configs" / "smoke.py"),
             "--workdir", str(workdir), f"--config.data.tfds_dir={tfds_dir}",
-            "--config.stage1.max_steps=2", "--config.stage2.max_steps=2",
+            "--config.degradation.max_steps=2", "--config.teacher_student.max_steps=2",
             "--config.train.images_every=1000", *extra]
 
 
@@ -54,7 +54,7 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path, smoke_
     assert jax.process_count() == 1 and jax.device_count() == 4
     config = smoke.get_config()
     config.data.tfds_dir = tfds_dir
-    config.stage1.max_steps = config.stage2.max_steps = 2
+    config.degradation.max_steps = config.teacher_student.max_steps = 2
     config.train.images_every = 1000
     train.train_and_evaluate(config, str(tmp_path / "one"))
     port = free_port()
@@ -81,7 +81,7 @@ def test_a_sigterm_to_one_process_stops_every_process_at_the_same_step(tmp_path,
     processes = [subprocess.Popen(
         launch_command(tmp_path / "run", smoke_tfds_dir, f"--coordinator_address=127.0.0.1:{port}",
                        "--num_processes=2", f"--process_id={i}", "--config.stages=('degradation',)",
-                       "--config.stage1.max_steps=100000"),
+                       "--config.degradation.max_steps=100000"),
         env={**subprocess_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, cwd=REPO,
         stdout=out, stderr=subprocess.STDOUT) for i, out in enumerate(outs)]
     try:

@@ -105,6 +105,8 @@ def cycle_teacher_run(smoke_run, workdir: pathlib.Path) -> pathlib.Path:
     checkpointing.save(mgr, 3, {"step": 3, "nets": {"tnet": {"params": params["tnet"]}}}, {})
     config = json.loads((smoke_run / STAGE2 / "config.json").read_text())
     config["stages"] = [STAGE2]
+    # as a run of an earlier version saved it: the section under its old name (read through the upgrade)
+    config["stage2"] = config.pop(STAGE2)
     config["stage2"].update(teacher="cycle", student=False)
     (workdir / STAGE2 / "config.json").write_text(json.dumps(config))
     return workdir

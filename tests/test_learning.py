@@ -36,7 +36,7 @@ def test_stage1_content_loss_falls(tmp_path, faces_cfg):
     to show."""
     config = small_config(faces_cfg)
     config.stages = (STAGE1,)
-    config.stage1.update(batch_size=16, max_steps=60, adversarial_weight=0.0)
+    config.degradation.update(batch_size=16, max_steps=60, adversarial_weight=0.0)
     train.train_and_evaluate(config, str(tmp_path))
     content = logged(tmp_path, STAGE1, "denet/content")
     print("stage 1 L1 per 10 steps:", np.round(content, 4))
@@ -48,7 +48,7 @@ def test_teacher_on_bicubic_pairs_beats_bicubic_and_the_student_losses_fall(tmp_
     config.stages = (STAGE2,)
     # The teacher learns on bicubic pairs (Table 3's "-bicubic" rows); its GAN term is off so
     # that 100 steps of a tiny net show reconstruction learning alone.
-    config.stage2.update(teacher="bicubic", batch_size=16, max_steps=100, teacher_adv_weight=0.0)
+    config.teacher_student.update(teacher="bicubic", batch_size=16, max_steps=100, teacher_adv_weight=0.0)
     train.train_and_evaluate(config, str(tmp_path))
 
     # SNet follows its moving target: with both SR nets starting near the bilinear upsampling,

@@ -454,7 +454,7 @@ def test_a_registered_discriminator_type_trains_as_one_pairs_discriminator(tmp_p
         config = smoke.get_config()
         config.data.tfds_dir = smoke_tfds_dir
         config.stages = ("degradation",)
-        config.stage1.max_steps = 2
+        config.degradation.max_steps = 2
         config.model.discriminator.pair_types = "d_lr=patch"
         assert models.discriminator_types(config.model.discriminator) == {
             "d_lr": "patch", "d_t": "lightcnn", "d_s": "lightcnn", "d_ds": "lightcnn"}

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 EXPORT = "python -m fsr_jax.export --workdir runs/mine --net snet --output snet.msgpack"
-PAPER_STEPS = ["--config.stage1.max_steps=1", "--config.stage2.max_steps=1"]
+PAPER_STEPS = ["--config.degradation.max_steps=1", "--config.teacher_student.max_steps=1"]
 
 
 def shell_blocks() -> list[list[str]]:

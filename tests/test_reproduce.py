@@ -20,7 +20,7 @@ def test_the_recipe_trains_evaluates_exports_and_writes_results(tmp_path, faces_
     argv = ["--smoke", f"--config.data.hr_dir={faces_cfg.hr_dir}", f"--config.data.lr_dir={faces_cfg.lr_dir}",
             "--test_set", f"celeba={faces_cfg.test_sets.celeba}", "--test_set", f"widerface={faces_cfg.test_sets.widerface}",
             "--workdir", str(workdir), f"--config.data.tfds_dir={faces_cfg.tfds_dir}", "--config.data.progress=false",
-            "--config.stage1.max_steps=2", "--config.stage2.max_steps=2", "--config.eval.max_images=2",
+            "--config.degradation.max_steps=2", "--config.teacher_student.max_steps=2", "--config.eval.max_images=2",
             "--config.eval.fid_reference_images=4", "--config.eval.batch_size=2", "--config.eval.grid_faces=2"]
     assert reproduce.main(argv) == 0
     results = (workdir / "results.md").read_text()

@@ -27,7 +27,6 @@ class BicubicTeacher(stages.Stage):
     """TNet alone on bicubic pairs, reconstruction loss only: a stage the package does not have."""
 
     name = "bicubic_teacher"
-    section = "stage3"
 
     def losses(self, section):
         return ToyLosses(float(section.rec_weight))
@@ -66,7 +65,8 @@ def toy_stage():
 
 def test_the_package_stages_are_found_by_name():
     assert stages.names() == (STAGE1, STAGE2)
-    assert (stages.get(STAGE1).section, stages.get(STAGE2).section) == ("stage1", "stage2")
+    config = smoke.get_config()
+    assert all(name in config for name in stages.names())   # each stage's section is its name
     with pytest.raises(ValueError, match=r"unknown stage 'upscale'; the stages are \('degradation', 'teacher_student'\)"):
         stages.get("upscale")
 
@@ -87,10 +87,10 @@ def test_a_registered_stage_trains_checkpoints_and_resumes_in_the_unchanged_loop
     config = smoke.get_config()
     config.data.tfds_dir = smoke_tfds_dir
     config.stages = (toy_stage.name,)
-    config.stage3 = ml_collections.ConfigDict(dict(batch_size=4, epochs=1, max_steps=2, rec_weight=1.0))
+    config.bicubic_teacher = ml_collections.ConfigDict(dict(batch_size=4, epochs=1, max_steps=2, rec_weight=1.0))
     config.train.update(log_every=1, checkpoint_every=2, images_every=2)
     train.train_and_evaluate(config, str(tmp_path))
-    config.stage3.max_steps = 4
+    config.bicubic_teacher.max_steps = 4
     train.train_and_evaluate(config, str(tmp_path))
 
     folder = tmp_path / toy_stage.name
@@ -98,7 +98,7 @@ def test_a_registered_stage_trains_checkpoints_and_resumes_in_the_unchanged_loop
     lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3, 4]
     assert all(np.isfinite(line["tnet/rec"]) for line in lines)
-    assert json.loads((folder / "config.json").read_text())["stage3"]["max_steps"] == 4
+    assert json.loads((folder / "config.json").read_text())["bicubic_teacher"]["max_steps"] == 4
     assert sorted(p.name.split("_")[-1] for p in (folder / "images").glob("*.png")) == ["00000002.png", "00000004.png"]
 
     spec = stages.step_spec(config, toy_stage.name, steps_per_epoch=1)
@@ -114,11 +114,11 @@ def test_a_registered_stage_is_checked_like_the_package_ones(tmp_path, toy_stage
 
     config = smoke.get_config()
     config.stages = (toy_stage.name,)
-    config.stage3 = ml_collections.ConfigDict(dict(batch_size=3, epochs=1, max_steps=-1, rec_weight=-1.0))
+    config.bicubic_teacher = ml_collections.ConfigDict(dict(batch_size=3, epochs=1, max_steps=-1, rec_weight=-1.0))
     with pytest.raises(config_checks.ConfigError) as err:
         config_checks.validate(config, tmp_path, 2)
     assert str(err.value).splitlines()[1:] == [
-        "  - stage3.batch_size=3 must be a positive multiple of the 2 devices the batch is split over",
-        "  - stage3.max_steps must be >= 0 (0: run the configured epochs), got -1",
-        "  - stage3: loss weights must be >= 0: rec_weight=-1.0",
+        "  - bicubic_teacher.batch_size=3 must be a positive multiple of the 2 devices the batch is split over",
+        "  - bicubic_teacher.max_steps must be >= 0 (0: run the configured epochs), got -1",
+        "  - bicubic_teacher: loss weights must be >= 0: rec_weight=-1.0",
     ]

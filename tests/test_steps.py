@@ -40,8 +40,8 @@ def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, stag
     config.model.dtype = dtype
     config.model.sr.canny_impl = canny_impl
     config.model.discriminator.zero_init_logit = zero_init_logit
-    config.stage1.update(dict(stage1))
-    config.stage2.update(stage2)
+    config.degradation.update(dict(stage1))
+    config.teacher_student.update(stage2)
     return stages.step_spec(config, stage, steps_per_epoch=100)
 
 

@@ -32,7 +32,7 @@ def tfds_dir(smoke_tfds_dir):
 def smoke_config(tfds_dir, s1=4, s2=4, **train_fields):
     config = smoke.get_config()
     config.data.tfds_dir = tfds_dir
-    config.stage1.max_steps, config.stage2.max_steps = s1, s2
+    config.degradation.max_steps, config.teacher_student.max_steps = s1, s2
     config.train.update(dict(log_every=1, images_every=1000, checkpoint_every=2), **train_fields)
     return config
 
@@ -133,10 +133,10 @@ def test_a_nan_loss_stops_the_run_naming_the_term_and_keeps_the_last_good_checkp
     # call, steps 3 and 4 run in one call, and the message still names step 3.
     config = smoke_config(tfds_dir, s1=2, log_every=100, steps_per_call=steps_per_call)
     config.stages = (STAGE1,)
-    config.stage1.content_weight = 0.999   # its own compiled step, so the NaN below is traced in
+    config.degradation.content_weight = 0.999   # its own compiled step, so the NaN below is traced in
     train.train_and_evaluate(config, str(tmp_path))
     monkeypatch.setattr(losses, "l1", lambda a, b: np.nan * (a.mean() - b.mean()))
-    config.stage1.update(max_steps=4, content_weight=0.998)
+    config.degradation.update(max_steps=4, content_weight=0.998)
     with pytest.raises(train.NonFiniteLossError, match=r"'denet/content' is nan at step 3"):
         train.train_and_evaluate(config, str(tmp_path))
     params, step = final_params(tmp_path, STAGE1)
@@ -180,9 +180,9 @@ def test_invalid_values_are_refused_before_any_work(tmp_path):
     def stage2_only(c):
         c.stages = (STAGE2,)
     assert "no stage-1 checkpoint in" in _invalid(stage2_only, tmp_path)
-    assert "stage1.batch_size=8 must be a positive multiple of the 3 devices" in _invalid(lambda c: None, tmp_path, 3)
-    assert "stage2.gan_loss must be one of" in _invalid(lambda c: setattr(c.stage2, "gan_loss", "wgan"), tmp_path)
-    assert "stage2.teacher must be one of" in _invalid(lambda c: setattr(c.stage2, "teacher", "oracle"), tmp_path)
+    assert "degradation.batch_size=8 must be a positive multiple of the 3 devices" in _invalid(lambda c: None, tmp_path, 3)
+    assert "teacher_student.gan_loss must be one of" in _invalid(lambda c: setattr(c.teacher_student, "gan_loss", "wgan"), tmp_path)
+    assert "teacher_student.teacher must be one of" in _invalid(lambda c: setattr(c.teacher_student, "teacher", "oracle"), tmp_path)
     assert "model: edges must be" in _invalid(lambda c: setattr(c.model.sr, "edges", ("sobel",)), tmp_path)
     assert "data.hr_dir and data.lr_dir go together" in _invalid(lambda c: setattr(c.data, "hr_dir", "x"), tmp_path)
     assert "train.checkpoint_every must be positive" in _invalid(
@@ -211,8 +211,8 @@ def run_main(workdir, *overrides, tfds_dir, env, timeout=300):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.stage1.batchsize=3", "the config has no field 'batchsize'. Did you mean \"batch_size\""),
-    ("--config.stage1.batch_size=many", "batch_size"),
+    ("--config.degradation.batchsize=3", "the config has no field 'batchsize'. Did you mean \"batch_size\""),
+    ("--config.degradation.batch_size=many", "batch_size"),
 ])
 def test_unknown_keys_and_wrong_types_are_refused_by_the_command(tmp_path, tfds_dir, subprocess_env,
                                                                  override, message):
@@ -232,7 +232,7 @@ def _wait_for(predicate, process, timeout=240):
 
 
 def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, tfds_dir, subprocess_env):
-    stage1_only = ("--config.stages=('degradation',)", "--config.stage1.max_steps=100000",
+    stage1_only = ("--config.stages=('degradation',)", "--config.degradation.max_steps=100000",
                    "--config.train.checkpoint_every=3")
     log = tmp_path / "log.txt"
     ckpts = tmp_path / STAGE1 / "checkpoints"
@@ -266,9 +266,9 @@ def test_denet_checkpoint_accepts_a_run_its_stage_folder_or_its_checkpoints(tmp_
     (run / STAGE1 / "checkpoints").mkdir(parents=True)
     config = smoke.get_config()
     for given in (run, run / STAGE1, run / STAGE1 / "checkpoints"):
-        config.stage2.denet_checkpoint = str(given)
+        config.teacher_student.denet_checkpoint = str(given)
         assert teacher_student.denet_checkpoints(config, tmp_path / "new") == run / STAGE1 / "checkpoints"
-    config.stage2.denet_checkpoint = ""
+    config.teacher_student.denet_checkpoint = ""
     assert teacher_student.denet_checkpoints(config, tmp_path / "new") == tmp_path / "new" / STAGE1 / "checkpoints"
 
 
@@ -292,7 +292,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_compilation_cache_is_on_by_defaul
     cache = tmp_path / "compilation_cache"
     log = tmp_path / "log.txt"
     with open(log, "w") as out:
-        job = subprocess.Popen(main_command(tmp_path / "w", "--config.stage1.max_steps=100000",
+        job = subprocess.Popen(main_command(tmp_path / "w", "--config.degradation.max_steps=100000",
                                             f"--config.train.compilation_cache={cache}", tfds_dir=tfds_dir),
                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         _wait_for(lambda: "step 1/100000" in log.read_text(), job)

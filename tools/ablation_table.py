@@ -7,7 +7,7 @@
 Each workdir's newest checkpoint is evaluated as `--config.mode=eval` would (with the run's
 own config.json and the eval settings below), unless W/eval/<step>/metrics.json already holds
 an evaluation with the same settings (then it is reused; --force re-evaluates). Rows are named
-as in the paper from each run's config ("Ours-cycle" for stage2.teacher='cycle', ...); the
+as in the paper from each run's config ("Ours-cycle" for teacher_student.teacher='cycle', ...); the
 paired set gives FID, LPIPS, PSNR, SSIM and the real-LR set FID and NIQE.
 """
 from __future__ import annotations

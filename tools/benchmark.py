@@ -336,7 +336,7 @@ def paper_schedule() -> list[tuple[int, int, int]]:
     from configs import teacher_student
 
     cfg = teacher_student.get_config()
-    return [(1, cfg.stage1.batch_size, cfg.stage1.epochs), (2, cfg.stage2.batch_size, cfg.stage2.epochs)]
+    return [(1, cfg.degradation.batch_size, cfg.degradation.epochs), (2, cfg.teacher_student.batch_size, cfg.teacher_student.epochs)]
 
 
 def schedule_steps(num_hr: int, batch_size: int, epochs: int) -> int:

@@ -50,18 +50,18 @@ from fsr_jax import cli, files
 #: Stage-1 remedies, tried in this order while the budget allows when the paper's DeNet shows
 #: flaws: config overrides, each with the paper's behaviour as the field's default.
 REMEDIES = {
-    "clip+skip+slow_d": {"stage1.clip_for_discriminator": True, "model.downsampler.bicubic_skip": True,
-                         "stage1.discriminator_lr_scale": 0.1},
-    "clip": {"stage1.clip_for_discriminator": True},
+    "clip+skip+slow_d": {"degradation.clip_for_discriminator": True, "model.downsampler.bicubic_skip": True,
+                         "degradation.discriminator_lr_scale": 0.1},
+    "clip": {"degradation.clip_for_discriminator": True},
     "skip": {"model.downsampler.bicubic_skip": True},
-    "slow_d": {"stage1.discriminator_lr_scale": 0.1},
+    "slow_d": {"degradation.discriminator_lr_scale": 0.1},
 }
 #: Table 3's variants: config module -> what it changes (on top of the chosen DeNet).
 VARIANTS = ("baseline", "canny", "no_cycle", "cycle_teacher", "bicubic_pairs")
 #: --small: the rehearsal's sizes (the smoke config's networks, a few steps).
 SMALL = {"model.sr.features": 8, "model.sr.groups": 1, "model.downsampler.features": 8,
-         "model.downsampler.blocks": 1, "model.discriminator.width": 0.125, "stage1.max_steps": 6,
-         "stage2.max_steps": 6, "train.log_every": 2, "train.images_every": 3, "train.checkpoint_every": 3}
+         "model.downsampler.blocks": 1, "model.discriminator.width": 0.125, "degradation.max_steps": 6,
+         "teacher_student.max_steps": 6, "train.log_every": 2, "train.images_every": 3, "train.checkpoint_every": 3}
 #: The held-out faces DeNet is measured on, under --faces.
 HELD_OUT_HR, HELD_OUT_REAL = "test/celeba/HR", "test/widerface/LR"
 PART_LIMIT = 16 * 2**20
@@ -69,7 +69,7 @@ STAGES = ("degradation", "teacher_student")
 
 
 def apply(config, overrides: dict[str, Any]) -> None:
-    """Set dotted config fields ('stage1.epochs') to values."""
+    """Set dotted config fields ('degradation.epochs') to values."""
     for field, value in overrides.items():
         *parents, leaf = field.split(".")
         section = config
@@ -264,7 +264,7 @@ def train_command(fv: flags.FlagValues) -> int:
             results["skipped"].append(f"variant {variant}: {run.left():.0f} s left, about {needed:.0f} s needed")
             continue
         workdir = run.scratch / "variants" / variant
-        config = run.config(variant, dict(remedy, **{"stage2.denet_checkpoint": str(home)}), ("teacher_student",))
+        config = run.config(variant, dict(remedy, **{"teacher_student.denet_checkpoint": str(home)}), ("teacher_student",))
         results["variants"][variant] = timed(f"variant {variant}", lambda: run.train(config, workdir))
         for net in ("tnet", "snet"):
             path = run.scratch / "variants" / f"{variant}_{net}.msgpack"

@@ -2,7 +2,7 @@
 
   python tools/reproduce.py --workdir W --config.data.hr_dir=DATA/HIGH --config.data.lr_dir=DATA/LOW \\
       --test_set celeba=DATA/test/celeba --test_set widerface=DATA/test/widerface \\
-      [--config configs/teacher_student.py] [--config.stage2.epochs=20 ...] [--smoke]
+      [--config configs/teacher_student.py] [--config.teacher_student.epochs=20 ...] [--smoke]
 
 The flags are the main job's (`python -m fsr_jax.main`): --config (default: the paper's),
 --config.section.field=value overrides, --test_set NAME=FOLDER and --workdir.

@@ -27,9 +27,9 @@ from fsr_jax import checkpointing, cli, train
 #: Variant name -> config overrides (field path -> value) on top of configs/smoke.py.
 VARIANTS = {
     "paper": {},
-    "cycle_teacher": {"stages": ("teacher_student",), "stage2.teacher": "cycle", "stage2.student": False},
-    "no_cycle": {"stages": ("teacher_student",), "stage2.teacher": "bicubic", "stage2.cycle": False},
-    "bicubic_pairs": {"stages": ("teacher_student",), "stage2.teacher": "bicubic"},
+    "cycle_teacher": {"stages": ("teacher_student",), "teacher_student.teacher": "cycle", "teacher_student.student": False},
+    "no_cycle": {"stages": ("teacher_student",), "teacher_student.teacher": "bicubic", "teacher_student.cycle": False},
+    "bicubic_pairs": {"stages": ("teacher_student",), "teacher_student.teacher": "bicubic"},
 }
 
 

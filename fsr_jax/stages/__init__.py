@@ -1,7 +1,7 @@
 """Training stages as objects found by name: `get('teacher_student')`.
 
 A stage is a module `fsr_jax/stages/<name>.py` with a `STAGE` object (a `Stage`) that declares
-its config section, the networks it trains (and which input each takes), the parameters it takes
+the networks it trains (and which input each takes), the parameters it takes
 frozen, its loss settings, its step (composed from one update per GAN pair) and its preview.
 `config.stages` lists the stages to run, in order; the training loop (fsr_jax.train) knows none
 of them by name. Adding a stage is one module here and a config that lists it; a stage defined
@@ -58,14 +58,13 @@ class StepSpec:
 class Stage:
     """One training stage; subclasses fill in the class attributes and methods.
 
-    name: the stage's name in `config.stages`, its module name and its folder in the workdir.
-    section: its config section (batch_size, epochs, max_steps and its loss settings).
+    name: the stage's one name: in `config.stages`, its config section `config.<name>`
+      (batch_size, epochs, max_steps and its loss settings), its module and its workdir folder.
     after: stages that must come before it when a config runs both.
     term_meanings: what each logged loss term measures.
     """
 
     name: str
-    section: str
     after: tuple[str, ...] = ()
     #: What each loss term the step logs measures, by the last part of its name (the progress
     #: log explains them once); the GAN terms every stage has, then the stage's own.
@@ -147,14 +146,9 @@ def get(name: str) -> Stage:
     return importlib.import_module(f"{__name__}.{name}").STAGE
 
 
-def section(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """The config section of stage `name`."""
-    return config[get(name).section]
-
-
 def total_steps(config: ml_collections.ConfigDict, name: str, num_hr: int) -> int:
     """A stage's length: `max_steps`, else its epochs over `num_hr` HR faces in full batches."""
-    cfg = section(config, name)
+    cfg = config[name]
     return cfg.max_steps or cfg.epochs * (num_hr // cfg.batch_size)
 
 
@@ -166,7 +160,7 @@ def step_spec(config: ml_collections.ConfigDict, name: str, steps_per_epoch: int
         optimizer=OptimizerSpec.from_config(config.optimizer), steps_per_epoch=steps_per_epoch,
         scale=int(config.model.sr.scale), hr_size=int(config.data.hr_size),
         lr_size=int(config.data.lr_size), summary_images=int(config.train.summary_images),
-        losses=stage.losses(config[stage.section]))
+        losses=stage.losses(config[name]))
 
 
 def init_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int,

@@ -19,7 +19,7 @@ from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_upd
 
 @dataclasses.dataclass(frozen=True)
 class Losses:
-    """The `stage1` section's loss settings: weights alpha_1, beta_1, the GAN loss, whether D_LR
+    """The `degradation` section's loss settings: weights alpha_1, beta_1, the GAN loss, whether D_LR
     sees DeNet's output clipped to [0, 1], and D_LR's learning rate relative to DeNet's."""
 
     content_weight: float
@@ -53,7 +53,6 @@ def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, 
 
 class Degradation(Stage):
     name = "degradation"
-    section = "stage1"
     term_meanings = {**Stage.term_meanings,
                      "content": "mean |DeNet(HR) - bicubic(HR)| per pixel value, images in [0, 1]"}
 
@@ -62,8 +61,8 @@ class Degradation(Stage):
                       bool(section.clip_for_discriminator), float(section.discriminator_lr_scale))
 
     def problems(self, config: ml_collections.ConfigDict, workdir) -> list[str]:
-        scale = config[self.section].discriminator_lr_scale
-        return [] if scale > 0 else [f"{self.section}.discriminator_lr_scale must be positive, got {scale}"]
+        scale = config[self.name].discriminator_lr_scale
+        return [] if scale > 0 else [f"{self.name}.discriminator_lr_scale must be positive, got {scale}"]
 
     def networks(self, spec: StepSpec):
         return {"denet": (spec.nets.down, "hr"), "d_lr": (spec.nets.disc("d_lr"), "lr")}

@@ -34,7 +34,7 @@ TEACHERS = ("denet", "bicubic", "cycle")
 
 @dataclasses.dataclass(frozen=True)
 class Losses:
-    """The `stage2` section's loss settings: which pairs train the teacher, whether the student
+    """The `teacher_student` section's loss settings: which pairs train the teacher, whether the student
     and its LR cycle run, the weights (alpha_2, beta_2, alpha_3, beta_3, gamma, DSNet's own
     adversarial weight) and the GAN loss."""
 
@@ -59,10 +59,10 @@ def _g_adv(spec: StepSpec, pair: str, d_params, fake: jax.Array) -> jax.Array:
 
 
 def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
-    """The checkpoints folder stage 2 takes DeNet from: `stage2.denet_checkpoint` (a run's
+    """The checkpoints folder stage 2 takes DeNet from: `teacher_student.denet_checkpoint` (a run's
     workdir, its stage-1 folder, or that folder's checkpoints/), else this run's
     W/degradation/checkpoints."""
-    given = config.stage2.denet_checkpoint
+    given = config.teacher_student.denet_checkpoint
     if not given:
         return pathlib.Path(workdir) / DEGRADATION.name / "checkpoints"
     folder = pathlib.Path(given).expanduser()
@@ -184,7 +184,6 @@ def student_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, lr_
 
 class TeacherStudent(Stage):
     name = "teacher_student"
-    section = "stage2"
     after = (DEGRADATION.name,)
     term_meanings = {
         **Stage.term_meanings,
@@ -202,20 +201,20 @@ class TeacherStudent(Stage):
             gan_loss=section.gan_loss)
 
     def problems(self, config: ml_collections.ConfigDict, workdir) -> list[str]:
-        s2, out = config[self.section], []
+        s2, out = config[self.name], []
         if s2.teacher not in TEACHERS:
-            out.append(f"stage2.teacher must be one of {TEACHERS}, got {s2.teacher!r}")
+            out.append(f"teacher_student.teacher must be one of {TEACHERS}, got {s2.teacher!r}")
         if s2.teacher == "cycle" and s2.student and s2.cycle:
-            out.append("stage2.teacher='cycle' with stage2.student=True and stage2.cycle=True would "
+            out.append("teacher_student.teacher='cycle' with teacher_student.student=True and teacher_student.cycle=True would "
                        "train DSNet in two cycles at once (the teacher's and the student's), which "
-                       "this step does not do: set stage2.student=False (Table 3's cycle teacher) "
-                       "or stage2.cycle=False (a student without the LR cycle)")
+                       "this step does not do: set teacher_student.student=False (Table 3's cycle teacher) "
+                       "or teacher_student.cycle=False (a student without the LR cycle)")
         own = pathlib.Path(workdir) / self.name / "checkpoints"  # a stage-2 checkpoint holds DeNet
         if s2.teacher == "denet" and checkpointing.latest_step(own) is None:
             folder = denet_checkpoints(config, workdir)
             if DEGRADATION.name not in config.stages and checkpointing.latest_step(folder) is None:
                 out.append(f"stage 2 needs a trained DeNet, and there is no stage-1 checkpoint in "
-                           f"{folder}: set stage2.denet_checkpoint to a stage-1 workdir, or train "
+                           f"{folder}: set teacher_student.denet_checkpoint to a stage-1 workdir, or train "
                            f"stage 1 first")
             out += denet_config_problems(config, folder.parent / "config.json")
         return out
@@ -236,7 +235,7 @@ class TeacherStudent(Stage):
         return {"denet": spec.nets.down.init(key, hr)["params"]}
 
     def load_frozen(self, config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-        if config[self.section].teacher != "denet":
+        if config[self.name].teacher != "denet":
             return {}
         folder = denet_checkpoints(config, workdir)
         params, step = checkpointing.restore_params(folder, ("denet",))
