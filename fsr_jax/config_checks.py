@@ -128,7 +128,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dev
 DATA_STATE_FIELDS = {"global_batch_size": "{stage}.batch_size", "seed": "seed", "random_flip": "data.random_flip"}
 
 
-def state_layout(config: ml_collections.ConfigDict, stage: str) -> dict[str, tuple[tuple[int, ...], str]]:
+def state_layout(config: ml_collections.ConfigDict, stage: stages.Stage) -> dict[str, tuple[tuple[int, ...], str]]:
     """`checkpointing.layout` of the train state `config` gives `stage` (its frozen parameters
     included), from shapes only: nothing is computed."""
     spec = stages.step_spec(config, stage, steps_per_epoch=1)
@@ -158,13 +158,14 @@ def _with_field(config: ml_collections.ConfigDict, field: str, value: Any) -> ml
     return copy
 
 
-def _shape_fields(config: ml_collections.ConfigDict, stage: str, arrays: dict, saved: dict, now: dict) -> list[str]:
+def _shape_fields(config: ml_collections.ConfigDict, stage: stages.Stage, arrays: dict, saved: dict,
+                  now: dict) -> list[str]:
     """The fields among `model`, `data.hr_size`, `data.lr_size` and the stage's section that
     differ between `saved` (config.json) and `now` (`config` as JSON), and change the stage's
     state on their own: `config` with just that field back at its saved value has another
     layout than `arrays` (`config`'s)."""
     old, new = _flat(saved), _flat(now)
-    candidates = sorted(k for k in new if (k.startswith(("model.", f"{stage}.")) or k in (
+    candidates = sorted(k for k in new if (k.startswith(("model.", f"{stage.name}.")) or k in (
         "data.hr_size", "data.lr_size")) and k in old and old[k] != new[k])
     fields = []
     for field in candidates:
@@ -198,8 +199,9 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
     now = json.loads(config.to_json_best_effort())
     fields: dict[str, tuple[Any, Any, list[str]]] = {}
     problems = []
-    for stage in config.stages:
-        folder = pathlib.Path(workdir) / stage
+    for name in config.stages:
+        stage = stages.get(name)
+        folder = pathlib.Path(workdir) / name
         found = checkpointing.saved_layout(folder / "checkpoints")
         if found is None:
             continue
@@ -208,26 +210,26 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
             saved = config_upgrade.upgrade(json.loads((folder / "config.json").read_text())).to_dict()
         except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable, or no model section
             saved = None
-        for key, name in DATA_STATE_FIELDS.items():
-            name = name.format(stage=stage)
-            old = data_state.get(key) if data_state else _flat(saved or {}).get(name)
-            value = _flat(now)[name]
+        for key, field in DATA_STATE_FIELDS.items():
+            field = field.format(stage=name)
+            old = data_state.get(key) if data_state else _flat(saved or {}).get(field)
+            value = _flat(now)[field]
             if old is not None and old != value:
-                problems.append(f"{name}={value}, but checkpoint {step} in {folder} was trained with "
-                                f"{old}: resume with --config.{name}={old}, or train in a new --workdir")
+                problems.append(f"{field}={value}, but checkpoint {step} in {folder} was trained with "
+                                f"{old}: resume with --config.{field}={old}, or train in a new --workdir")
         arrays = state_layout(config, stage)
         if arrays == saved_arrays:
             continue
         differing = _shape_fields(config, stage, arrays, saved, now) if saved else []
         for field in differing:
-            fields.setdefault(field, (_flat(saved)[field], _flat(now)[field], []))[2].append(stage)
+            fields.setdefault(field, (_flat(saved)[field], _flat(now)[field], []))[2].append(name)
         if not differing:
             source = ("its config.json does not explain it" if saved else
                       f"there is no readable {folder / 'config.json'}")
-            problems.append(f"the networks of {stage} differ from checkpoint {step} in {folder} ({source}): "
+            problems.append(f"the networks of {name} differ from checkpoint {step} in {folder} ({source}): "
                             f"{_layout_differences(saved_arrays, arrays)}")
     problems = [f"{field}={new}, but the checkpoints were trained with {old} (it changes the networks of "
-                f"{', '.join(stages)})" for field, (old, new, stages) in sorted(fields.items())] + problems
+                f"{', '.join(names)})" for field, (old, new, names) in sorted(fields.items())] + problems
     if problems:
         raise ConfigError(f"the config does not fit the checkpoints in {workdir}; nothing was changed. "
                           f"Rerun with the values the checkpoints were trained with, or train in a new "

@@ -22,7 +22,7 @@ from fsr_jax.steps import make_optimizer
 CPU_GFLOPS_PER_CORE = 65.0
 
 
-def step_flops(stage: str, config: ml_collections.ConfigDict, batch_size: int) -> float | None:
+def step_flops(stage: stages.Stage, config: ml_collections.ConfigDict, batch_size: int) -> float | None:
     """FLOPs of one training step of `stage` on a global batch of `batch_size`; None where XLA
     gives no figure. Lowers on the CPU on abstract values: a few seconds, no memory."""
     spec = stages.step_spec(config, stage, steps_per_epoch=1000)
@@ -33,7 +33,7 @@ def step_flops(stage: str, config: ml_collections.ConfigDict, batch_size: int) -
     hr, lr = spec.hr_size, spec.lr_size
     batch = {"hr": jax.ShapeDtypeStruct((batch_size, hr, hr, 3), jnp.float32, sharding=cpu),
              "lr": jax.ShapeDtypeStruct((batch_size, lr, lr, 3), jnp.float32, sharding=cpu)}
-    cost = jax.jit(stages.get(stage).step(spec, tx)).lower(state, batch).cost_analysis()
+    cost = jax.jit(stage.step(spec, tx)).lower(state, batch).cost_analysis()
     return float(cost["flops"]) if cost and cost.get("flops") else None
 
 

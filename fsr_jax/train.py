@@ -102,7 +102,7 @@ def compiled(spec: StepSpec, mesh):
     The steps function runs K steps in one call: (state, K stacked batches) -> (state, metrics
     with a leading K axis); it compiles once per K. The state is donated.
     """
-    stage = stages.get(spec.stage)
+    stage = spec.stage
     tx = make_optimizer(spec.optimizer, spec.steps_per_epoch)
     repl = replicated(mesh)
     steps = jax.jit(scan_steps(stage.step(spec, tx)), donate_argnums=0, out_shardings=(repl, repl))
@@ -113,11 +113,10 @@ def compiled(spec: StepSpec, mesh):
 class StageRun:
     """One stage's run: its data, state, compiled step, checkpoints and summaries."""
 
-    def __init__(self, stage: str, config: ml_collections.ConfigDict, workdir: str, mesh):
-        self.name, self.config, self.mesh = stage, config, mesh
-        self.stage = stages.get(stage)
-        self.cfg = config[stage]
-        self.dir = pathlib.Path(workdir) / stage
+    def __init__(self, stage: stages.Stage, config: ml_collections.ConfigDict, workdir: str, mesh):
+        self.stage, self.name, self.config, self.mesh = stage, stage.name, config, mesh
+        self.cfg = config[stage.name]
+        self.dir = pathlib.Path(workdir) / stage.name
         self.data = data.make_train_iterator(
             config.data, global_batch_size=self.cfg.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
@@ -259,18 +258,19 @@ class StageRun:
         return state
 
 
-def steps_left(config: ml_collections.ConfigDict, workdir: str, num_hr: int) -> dict[str, int]:
-    """Steps still to train per configured stage (its newest checkpoint read from `workdir`)."""
+def steps_left(config: ml_collections.ConfigDict, workdir: str, run: list[stages.Stage],
+               num_hr: int) -> dict[str, int]:
+    """Steps still to train per stage of `run`, by name (its newest checkpoint read from `workdir`)."""
     left = {}
-    for stage in config.stages:
-        done = checkpointing.latest_step(pathlib.Path(workdir) / stage / "checkpoints") or 0
-        left[stage] = max(stages.total_steps(config, stage, num_hr) - done, 0)
+    for stage in run:
+        done = checkpointing.latest_step(pathlib.Path(workdir) / stage.name / "checkpoints") or 0
+        left[stage.name] = max(stages.total_steps(config, stage, num_hr) - done, 0)
     return left
 
 
-def stage_flops(config: ml_collections.ConfigDict, names) -> dict[str, float]:
-    """FLOPs per step of each stage of `names` at its batch size (stages XLA gives no figure for left out)."""
-    flops = {name: cost.step_flops(name, config, config[name].batch_size) for name in names}
+def stage_flops(config: ml_collections.ConfigDict, run: list[stages.Stage]) -> dict[str, float]:
+    """FLOPs per step of each stage of `run` at its batch size, by name (stages XLA gives no figure for left out)."""
+    flops = {stage.name: cost.step_flops(stage, config, config[stage.name].batch_size) for stage in run}
     return {name: f for name, f in flops.items() if f}
 
 
@@ -313,23 +313,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: St
 def train_stages(config: ml_collections.ConfigDict, workdir: str, stop: Stopper) -> None:
     """The body of `train_and_evaluate`, the config checked against the workdir, which is held."""
     mesh = data_mesh()
+    run = [stages.get(name) for name in config.stages]   # the stage objects, resolved once
     left, flops = None, {}
-    for stage in config.stages:
+    for index, stage in enumerate(run):
         runner = StageRun(stage, config, workdir, mesh)
         if left is None:
-            left = steps_left(config, workdir, runner.data.order.num_hr)
+            left = steps_left(config, workdir, run, runner.data.order.num_hr)
             if sum(1 for n in left.values() if n) > 1 or jax.default_backend() == "cpu":
                 start = time.perf_counter()
-                flops = stage_flops(config, [s for s, n in left.items() if n])
+                flops = stage_flops(config, [s for s in run if left[s.name]])
                 logging.info("each stage's FLOPs per step, for the ETA: %s (%.0f s to count)",
                              ", ".join(f"{s} {f / 1e9:.1f} G" for s, f in flops.items()),
                              time.perf_counter() - start)
             warn_if_cpu_run_is_long({s: n for s, n in left.items() if n}, flops, config, workdir)
-        after = list(config.stages)[list(config.stages).index(stage) + 1:]
-        later_steps = {s: left[s] for s in after if left[s]}
+        later_steps = {s.name: left[s.name] for s in run[index + 1:] if left[s.name]}
         later = None
-        if later_steps and stage in flops and all(s in flops for s in later_steps):
-            later = functools.partial(cost.predicted_seconds, later_steps, flops, stage)
+        if later_steps and stage.name in flops and all(s in flops for s in later_steps):
+            later = functools.partial(cost.predicted_seconds, later_steps, flops, stage.name)
         runner.run(workdir, stop, later)
         if runner.checkpoints.latest_step() != runner.total_steps or stop.agreed():
             return  # stopped by a signal: later stages wait for the rerun

@@ -243,7 +243,7 @@ def test_an_intact_checkpoint_of_other_shapes_is_not_taken_for_damage(tmp_path, 
     shutil.copytree(stage1_runs / "four" / STAGE1 / "checkpoints", folder)
     config = smoke.get_config()
     config.model.downsampler.features = 16
-    spec = stages.step_spec(config, STAGE1, steps_per_epoch=1)
+    spec = stages.step_spec(config, stages.get(STAGE1), steps_per_epoch=1)
     abstract = stages.abstract_state(spec, make_optimizer(spec.optimizer, 1))
     before = snapshot(folder)
     with pytest.raises(checkpointing.ShapeMismatchError,

@@ -2,7 +2,7 @@
 import pytest
 
 from configs import smoke
-from fsr_jax import cost
+from fsr_jax import cost, stages
 from helpers import STAGE1, STAGE2
 
 #: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
@@ -15,9 +15,9 @@ def config():
 
 
 def test_step_flops_grow_with_the_batch_and_stage_two_costs_more(config):
-    one = cost.step_flops(STAGE1, config, 4)
-    assert one and cost.step_flops(STAGE1, config, 8) == pytest.approx(2 * one, rel=0.02)
-    assert cost.step_flops(STAGE2, config, 4) > 2 * one   # two SR nets x 3 iterations beside DeNet's net
+    one = cost.step_flops(stages.get(STAGE1), config, 4)
+    assert one and cost.step_flops(stages.get(STAGE1), config, 8) == pytest.approx(2 * one, rel=0.02)
+    assert cost.step_flops(stages.get(STAGE2), config, 4) > 2 * one   # two SR nets x 3 iterations beside DeNet's net
 
 
 def test_predicted_seconds_scale_other_stages_by_their_flops():

@@ -101,7 +101,7 @@ def test_a_registered_stage_trains_checkpoints_and_resumes_in_the_unchanged_loop
     assert json.loads((folder / "config.json").read_text())["bicubic_teacher"]["max_steps"] == 4
     assert sorted(p.name.split("_")[-1] for p in (folder / "images").glob("*.png")) == ["00000002.png", "00000004.png"]
 
-    spec = stages.step_spec(config, toy_stage.name, steps_per_epoch=1)
+    spec = stages.step_spec(config, toy_stage, steps_per_epoch=1)
     initial = stages.init_state(spec, make_optimizer(spec.optimizer, 1), config.seed).nets["tnet"].params
     trained, step = checkpointing.restore_params(folder / "checkpoints", ("tnet",))
     assert step == 4

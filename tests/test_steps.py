@@ -33,16 +33,16 @@ def batch(faces_dir):
             "lr": jnp.asarray(read_faces(faces_dir / "train" / "LOW", 8))}
 
 
-def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, stage1=(), **stage2):
-    """The StepSpec of `stage` under the smoke config with these changes (`stage1`: (field,
-    value) pairs of that section)."""
+def spec_of(stage, dtype="float32", canny_impl="jax", zero_init_logit=True, degradation=(), **teacher_student):
+    """The StepSpec of stage `stage` (a name) under the smoke config with these changes
+    (`degradation`: (field, value) pairs of that section; keywords: fields of teacher_student)."""
     config = smoke.get_config()
     config.model.dtype = dtype
     config.model.sr.canny_impl = canny_impl
     config.model.discriminator.zero_init_logit = zero_init_logit
-    config.degradation.update(dict(stage1))
-    config.teacher_student.update(stage2)
-    return stages.step_spec(config, stage, steps_per_epoch=100)
+    config.degradation.update(dict(degradation))
+    config.teacher_student.update(teacher_student)
+    return stages.step_spec(config, stages.get(stage), steps_per_epoch=100)
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,9 +51,8 @@ def setup(stage, tx=SGD, **changes):
     once per arguments, so that tests jitting the same step share its compilation (steps do not
     donate their input state, so sharing it is safe)."""
     spec = spec_of(stage, **changes)
-    stage_obj = stages.get(stage)
-    state = stages.init_state(spec, tx, 0, stage_obj.init_frozen(spec, jax.random.key(7)))
-    return spec, spec.nets, state, stage_obj.step(spec, tx)
+    state = stages.init_state(spec, tx, 0, spec.stage.init_frozen(spec, jax.random.key(7)))
+    return spec, spec.nets, state, spec.stage.step(spec, tx)
 
 
 def run(fn, *args):
@@ -86,7 +85,7 @@ def test_stage1_remedies_clip_what_d_lr_sees_and_slow_its_steps(batch):
     results = {}
     for clip, scale in ((False, 1.0), (True, 1.0), (False, 0.25)):
         # A discriminator whose logit layer is not zero at first: it tells inputs apart.
-        spec, nets, state, step = setup(STAGE1, zero_init_logit=False, stage1=(("clip_for_discriminator", clip),
+        spec, nets, state, step = setup(STAGE1, zero_init_logit=False, degradation=(("clip_for_discriminator", clip),
                                                                              ("discriminator_lr_scale", scale)))
         # A DeNet whose output strays outside [0, 1], as an early one does.
         denet = state.nets["denet"].replace(params=jax.tree_util.tree_map(lambda x: 40 * x, state.nets["denet"].params))

@@ -168,7 +168,7 @@ def _spec(config, stage: int):
     """The StepSpec training builds for `stage` under `config` (an epoch of 1,000 steps)."""
     from fsr_jax import stages
 
-    return stages.step_spec(config, _stage_name(stage), steps_per_epoch=1000)
+    return stages.step_spec(config, stages.get(_stage_name(stage)), steps_per_epoch=1000)
 
 
 def _mesh(batch_size: int):
@@ -234,7 +234,7 @@ def _initial_state(spec):
 
     mesh = data_mesh()
     tx, _, _ = train.compiled(spec, mesh)
-    frozen = stages.get(spec.stage).init_frozen(spec, jax.random.key(1))
+    frozen = spec.stage.init_frozen(spec, jax.random.key(1))
     return jax.device_put(stages.init_state(spec, tx, 0, frozen), replicated(mesh))
 
 
@@ -288,9 +288,9 @@ def measure_train(config, stage: int, batch_size: int, steps_per_call: int, call
 def step_flops(config, stage: int, batch_size: int) -> float | None:
     """XLA's FLOPs of one training step on a whole batch of `batch_size` (`fsr_jax.cost`: the
     step lowered for the host CPU, which counts every convolution on any accelerator)."""
-    from fsr_jax import cost
+    from fsr_jax import cost, stages
 
-    return cost.step_flops(_stage_name(stage), config, batch_size)
+    return cost.step_flops(stages.get(_stage_name(stage)), config, batch_size)
 
 
 def flops_fields(flops: float | None, batch_size: int, step_ms: float, peak_tflops: float,

@@ -167,7 +167,7 @@ class Run:
         train.train_and_evaluate(config, str(workdir))
         stage = config.stages[-1]
         num_hr = len(datasets.train_builders(config.data)[0].as_data_source("train"))
-        total = stages.total_steps(config, stage, num_hr)
+        total = stages.total_steps(config, stages.get(stage), num_hr)
         steps = checkpointing.latest_step(workdir / stage / "checkpoints") or 0
         return {"seconds": round(time.perf_counter() - started, 1), "steps": steps, "total_steps": total,
                 "finished": steps >= total}

@@ -98,10 +98,10 @@ def stage_total_steps(config, stage: str) -> int:
     from fsr_jax import stages  # noqa: PLC0415
     from fsr_jax.data import datasets  # noqa: PLC0415
 
-    if stages.section(config, stage).max_steps:
-        return stages.total_steps(config, stage, num_hr=0)
+    if config[stage].max_steps:
+        return stages.total_steps(config, stages.get(stage), num_hr=0)
     faces = len(datasets.train_builders(config.data)[0].as_data_source("train"))
-    return stages.total_steps(config, stage, faces)
+    return stages.total_steps(config, stages.get(stage), faces)
 
 
 def check_metric_weights() -> None:

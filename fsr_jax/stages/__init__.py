@@ -39,12 +39,12 @@ Step = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]
 class StepSpec:
     """Exactly what a stage's jitted step and preview depend on (hashable).
 
-    stage: the stage's name; nets: the modules; optimizer, steps_per_epoch: Adam and its
+    stage: the stage itself (resolved from its name once, where the config is read); nets: the modules; optimizer, steps_per_epoch: Adam and its
     schedule; scale: the SR factor; hr_size, lr_size: face sizes in pixels; summary_images:
     faces per preview grid; losses: the stage's own loss settings (its `Losses` dataclass).
     """
 
-    stage: str
+    stage: Stage
     nets: Nets
     optimizer: OptimizerSpec
     steps_per_epoch: int
@@ -146,21 +146,20 @@ def get(name: str) -> Stage:
     return importlib.import_module(f"{__name__}.{name}").STAGE
 
 
-def total_steps(config: ml_collections.ConfigDict, name: str, num_hr: int) -> int:
+def total_steps(config: ml_collections.ConfigDict, stage: Stage, num_hr: int) -> int:
     """A stage's length: `max_steps`, else its epochs over `num_hr` HR faces in full batches."""
-    cfg = config[name]
+    cfg = config[stage.name]
     return cfg.max_steps or cfg.epochs * (num_hr // cfg.batch_size)
 
 
-def step_spec(config: ml_collections.ConfigDict, name: str, steps_per_epoch: int) -> StepSpec:
-    """The StepSpec of stage `name` under `config`: the one place a step's inputs are read."""
-    stage = get(name)
+def step_spec(config: ml_collections.ConfigDict, stage: Stage, steps_per_epoch: int) -> StepSpec:
+    """The StepSpec of `stage` under `config`: the one place a step's inputs are read."""
     return StepSpec(
-        stage=name, nets=Nets.from_config(config.model),
+        stage=stage, nets=Nets.from_config(config.model),
         optimizer=OptimizerSpec.from_config(config.optimizer), steps_per_epoch=steps_per_epoch,
         scale=int(config.model.sr.scale), hr_size=int(config.data.hr_size),
         lr_size=int(config.data.lr_size), summary_images=int(config.train.summary_images),
-        losses=stage.losses(config[name]))
+        losses=stage.losses(config[stage.name]))
 
 
 def init_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int,
@@ -170,7 +169,7 @@ def init_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int,
     key = jax.random.key(seed)
     shapes = {"hr": (1, spec.hr_size, spec.hr_size, 3), "lr": (1, spec.lr_size, spec.lr_size, 3)}
     states = {}
-    networks = get(spec.stage).networks(spec)
+    networks = spec.stage.networks(spec)
     for i, (name, (module, kind)) in enumerate(sorted(networks.items())):
         params = module.init(jax.random.fold_in(key, i), jnp.zeros(shapes[kind]))["params"]
         states[name] = NetState(params, tx.init(params))
@@ -180,5 +179,4 @@ def init_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int,
 def abstract_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int = 0) -> TrainState:
     """Shapes and dtypes of a stage's initial TrainState (frozen parameters included), as
     jax.ShapeDtypeStruct leaves: nothing is initialised."""
-    stage = get(spec.stage)
-    return jax.eval_shape(lambda: init_state(spec, tx, seed, stage.init_frozen(spec, jax.random.key(0))))
+    return jax.eval_shape(lambda: init_state(spec, tx, seed, spec.stage.init_frozen(spec, jax.random.key(0))))
