@@ -75,8 +75,9 @@ def learning_rate_schedule(opt_cfg: ml_collections.ConfigDict | OptimizerSpec, s
 
 
 @dataclasses.dataclass(frozen=True)
-class Nets:
-    """The modules of a run, built once from the `model` config section."""
+class Modules:
+    """The Flax modules of a run's networks, built once from the `model` config section (their
+    parameters and optimizer states, by network name, are `TrainState.nets`)."""
 
     sr: nn.Module
     down: nn.Module
@@ -88,7 +89,7 @@ class Nets:
         return dict(self.discs)[pair]
 
     @classmethod
-    def from_config(cls, model_cfg: ml_collections.ConfigDict) -> Nets:
+    def from_config(cls, model_cfg: ml_collections.ConfigDict) -> Modules:
         return cls(models.build_sr(model_cfg), models.build_downsampler(model_cfg),
                    tuple((pair, models.build_discriminator(model_cfg, pair)) for pair in models.DISCRIMINATOR_PAIRS))
 

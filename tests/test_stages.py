@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 @dataclasses.dataclass(frozen=True)
-class ToyLosses:
+class ToySettings:
     rec_weight: float
 
 
@@ -28,11 +28,11 @@ class BicubicTeacher(stages.Stage):
 
     name = "bicubic_teacher"
 
-    def losses(self, section):
-        return ToyLosses(float(section.rec_weight))
+    def settings(self, section):
+        return ToySettings(float(section.rec_weight))
 
     def networks(self, spec):
-        return {"tnet": (spec.nets.sr, "lr")}
+        return {"tnet": (spec.modules.sr, "lr")}
 
     def step(self, spec, tx):
         def step(state, batch):
@@ -40,8 +40,8 @@ class BicubicTeacher(stages.Stage):
             lr = layers.bicubic_downsample(hr, spec.scale)
 
             def loss(params):
-                rec = losses.reconstruction(hr, spec.nets.sr.apply({"params": params}, lr))
-                return spec.losses.rec_weight * rec, {"tnet/rec": rec}
+                rec = losses.reconstruction(hr, spec.modules.sr.apply({"params": params}, lr))
+                return spec.settings.rec_weight * rec, {"tnet/rec": rec}
 
             tnet, metrics = generator_update(state.nets["tnet"], loss, tx)
             return state.replace(step=state.step + 1, nets={"tnet": tnet}), metrics

@@ -52,7 +52,7 @@ def setup(stage, tx=SGD, **changes):
     donate their input state, so sharing it is safe)."""
     spec = spec_of(stage, **changes)
     state = stages.init_state(spec, tx, 0, spec.stage.init_frozen(spec, jax.random.key(7)))
-    return spec, spec.nets, state, spec.stage.step(spec, tx)
+    return spec, spec.modules, state, spec.stage.step(spec, tx)
 
 
 def run(fn, *args):

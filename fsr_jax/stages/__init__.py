@@ -27,7 +27,7 @@ import ml_collections
 import optax
 
 from fsr_jax.registry import Registry
-from fsr_jax.steps import Metrics, Nets, NetState, OptimizerSpec, TrainState
+from fsr_jax.steps import Metrics, Modules, NetState, OptimizerSpec, TrainState
 
 #: (state, batch) -> {grid name: list of panels (N, S, S, 3) in [0, 1]}, for image summaries.
 Preview = Callable[[TrainState, dict[str, jax.Array]], dict[str, list[jax.Array]]]
@@ -39,20 +39,21 @@ Step = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]
 class StepSpec:
     """Exactly what a stage's jitted step and preview depend on (hashable).
 
-    stage: the stage itself (resolved from its name once, where the config is read); nets: the modules; optimizer, steps_per_epoch: Adam and its
+    stage: the stage itself (resolved from its name once, where the config is read); modules:
+    the networks' Flax modules (`TrainState.nets` holds their states); optimizer, steps_per_epoch: Adam and its
     schedule; scale: the SR factor; hr_size, lr_size: face sizes in pixels; summary_images:
-    faces per preview grid; losses: the stage's own loss settings (its `Losses` dataclass).
+    faces per preview grid; settings: the stage's own loss settings (its `Settings` dataclass).
     """
 
     stage: Stage
-    nets: Nets
+    modules: Modules
     optimizer: OptimizerSpec
     steps_per_epoch: int
     scale: int
     hr_size: int
     lr_size: int
     summary_images: int
-    losses: Any
+    settings: Any
 
 
 class Stage:
@@ -73,7 +74,7 @@ class Stage:
         "loss": "discriminator GAN loss (logistic: 1.386 = 2 ln 2 at chance, lower = D wins)",
     }
 
-    def losses(self, section: ml_collections.ConfigDict) -> Any:
+    def settings(self, section: ml_collections.ConfigDict) -> Any:
         """The stage's loss settings from its config section, as a frozen dataclass."""
         raise NotImplementedError
 
@@ -155,11 +156,11 @@ def total_steps(config: ml_collections.ConfigDict, stage: Stage, num_hr: int) ->
 def step_spec(config: ml_collections.ConfigDict, stage: Stage, steps_per_epoch: int) -> StepSpec:
     """The StepSpec of `stage` under `config`: the one place a step's inputs are read."""
     return StepSpec(
-        stage=stage, nets=Nets.from_config(config.model),
+        stage=stage, modules=Modules.from_config(config.model),
         optimizer=OptimizerSpec.from_config(config.optimizer), steps_per_epoch=steps_per_epoch,
         scale=int(config.model.sr.scale), hr_size=int(config.data.hr_size),
         lr_size=int(config.data.lr_size), summary_images=int(config.train.summary_images),
-        losses=stage.losses(config[stage.name]))
+        settings=stage.settings(config[stage.name]))
 
 
 def init_state(spec: StepSpec, tx: optax.GradientTransformation, seed: int,

@@ -18,7 +18,7 @@ from fsr_jax.steps import Metrics, NetState, discriminator_update, generator_upd
 
 
 @dataclasses.dataclass(frozen=True)
-class Losses:
+class Settings:
     """The `degradation` section's loss settings: weights alpha_1, beta_1, the GAN loss, whether D_LR
     sees DeNet's output clipped to [0, 1], and D_LR's learning rate relative to DeNet's."""
 
@@ -34,7 +34,7 @@ def denet_pair_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, 
     """DeNet and D_LR, one Adam step each: hr (B, S, S, 3), lr_real (B, s, s, 3) in [0, 1].
 
     Returns ({'denet', 'd_lr'} updated, {'denet/content', 'denet/adv', 'd_lr/loss'})."""
-    w, down, disc = spec.losses, spec.nets.down, spec.nets.disc("d_lr")
+    w, down, disc = spec.settings, spec.modules.down, spec.modules.disc("d_lr")
     d_lr = nets["d_lr"].params
 
     def denet_loss(params):
@@ -56,8 +56,8 @@ class Degradation(Stage):
     term_meanings = {**Stage.term_meanings,
                      "content": "mean |DeNet(HR) - bicubic(HR)| per pixel value, images in [0, 1]"}
 
-    def losses(self, section: ml_collections.ConfigDict) -> Losses:
-        return Losses(float(section.content_weight), float(section.adversarial_weight), section.gan_loss,
+    def settings(self, section: ml_collections.ConfigDict) -> Settings:
+        return Settings(float(section.content_weight), float(section.adversarial_weight), section.gan_loss,
                       bool(section.clip_for_discriminator), float(section.discriminator_lr_scale))
 
     def problems(self, config: ml_collections.ConfigDict, workdir) -> list[str]:
@@ -65,7 +65,7 @@ class Degradation(Stage):
         return [] if scale > 0 else [f"{self.name}.discriminator_lr_scale must be positive, got {scale}"]
 
     def networks(self, spec: StepSpec):
-        return {"denet": (spec.nets.down, "hr"), "d_lr": (spec.nets.disc("d_lr"), "lr")}
+        return {"denet": (spec.modules.down, "hr"), "d_lr": (spec.modules.disc("d_lr"), "lr")}
 
     def step(self, spec: StepSpec, tx) -> Step:
         def step(state, batch):
@@ -82,7 +82,7 @@ class Degradation(Stage):
 
         def preview(state, batch):
             hr, lr = batch["hr"][:spec.summary_images], batch["lr"][:spec.summary_images]
-            fake = spec.nets.down.apply({"params": state.nets["denet"].params}, hr)
+            fake = spec.modules.down.apply({"params": state.nets["denet"].params}, hr)
             return {"denet": [panel(hr), panel(layers.bicubic_downsample(hr, spec.scale)), panel(fake), panel(lr)]}
 
         return preview

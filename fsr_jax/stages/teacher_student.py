@@ -33,7 +33,7 @@ TEACHERS = ("denet", "bicubic", "cycle")
 
 
 @dataclasses.dataclass(frozen=True)
-class Losses:
+class Settings:
     """The `teacher_student` section's loss settings: which pairs train the teacher, whether the student
     and its LR cycle run, the weights (alpha_2, beta_2, alpha_3, beta_3, gamma, DSNet's own
     adversarial weight) and the GAN loss."""
@@ -55,7 +55,7 @@ def _apply(module, params, x):
 
 
 def _g_adv(spec: StepSpec, pair: str, d_params, fake: jax.Array) -> jax.Array:
-    return loss_fns.generator_adversarial(_apply(spec.nets.disc(pair), d_params, fake), spec.losses.gan_loss)
+    return loss_fns.generator_adversarial(_apply(spec.modules.disc(pair), d_params, fake), spec.settings.gan_loss)
 
 
 def denet_checkpoints(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
@@ -94,9 +94,9 @@ def synthetic_lr(spec: StepSpec, frozen: dict[str, Any], hr: jax.Array) -> jax.A
     Decision: DeNet's output is clipped to [0, 1], the range of the real LR images TNet's
     pseudo-HR is later made from (an undertrained DeNet strays far outside it).
     """
-    if spec.losses.teacher == "bicubic":
+    if spec.settings.teacher == "bicubic":
         return layers.bicubic_downsample(hr, spec.scale)
-    lr = _apply(spec.nets.down, frozen["denet"], hr)
+    lr = _apply(spec.modules.down, frozen["denet"], hr)
     return jnp.clip(jax.lax.stop_gradient(lr), 0.0, 1.0)
 
 
@@ -104,7 +104,7 @@ def teacher_pair_update(spec: StepSpec, nets: dict[str, NetState], frozen: dict[
                         hr: jax.Array, tx) -> tuple[dict[str, NetState], Metrics]:
     """TNet on (synthetic LR, HR) and D_T on HR vs TNet's output. Returns ({'tnet', 'd_t'},
     {'tnet/rec', 'tnet/adv', 'd_t/loss'})."""
-    w, sr = spec.losses, spec.nets.sr
+    w, sr = spec.settings, spec.modules.sr
     lr_syn = synthetic_lr(spec, frozen, hr)
     d_t = nets["d_t"].params
 
@@ -116,7 +116,7 @@ def teacher_pair_update(spec: StepSpec, nets: dict[str, NetState], frozen: dict[
         return total, (outputs[-1], {"tnet/rec": rec, "tnet/adv": adv})
 
     tnet, (fake, metrics) = generator_update(nets["tnet"], tnet_loss, tx)
-    d_state, metrics["d_t/loss"] = discriminator_update(nets["d_t"], spec.nets.disc("d_t"), hr, fake, w.gan_loss, tx)
+    d_state, metrics["d_t/loss"] = discriminator_update(nets["d_t"], spec.modules.disc("d_t"), hr, fake, w.gan_loss, tx)
     return {"tnet": tnet, "d_t": d_state}, metrics
 
 
@@ -126,7 +126,7 @@ def cycle_teacher_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Arra
     both domains, cycles LR->HR->LR and HR->LR->HR), then D_T and D_DS. Returns ({'tnet',
     'dsnet', 'd_t', 'd_ds'}, {'tnet/adv', 'dsnet/adv', 'cycle/lr', 'cycle/hr', 'd_t/loss',
     'd_ds/loss'})."""
-    w, sr, down, disc = spec.losses, spec.nets.sr, spec.nets.down, spec.nets.disc
+    w, sr, down, disc = spec.settings, spec.modules.sr, spec.modules.down, spec.modules.disc
     d_t, d_ds = nets["d_t"].params, nets["d_ds"].params
 
     def cycle_loss(params):
@@ -154,7 +154,7 @@ def student_update(spec: StepSpec, nets: dict[str, NetState], hr: jax.Array, lr_
     """SNet on real LR against TNet's pseudo-HR (pre-step TNet), with DSNet and the LR cycle when
     `cycle`, then D_S (HR vs SNet's output) and D_DS (real LR vs DSNet's). Returns ({'snet',
     'd_s'} + {'dsnet', 'd_ds'} with the cycle, their metrics)."""
-    w, sr, down, disc = spec.losses, spec.nets.sr, spec.nets.down, spec.nets.disc
+    w, sr, down, disc = spec.settings, spec.modules.sr, spec.modules.down, spec.modules.disc
     pseudo = jax.lax.stop_gradient(_apply(sr, nets["tnet"].params, lr_real)[-1])
     d_s = nets["d_s"].params
     names = ("snet", "dsnet") if w.cycle else ("snet",)
@@ -192,8 +192,8 @@ class TeacherStudent(Stage):
         "hr": "MSE of the cycle HR -> DSNet -> TNet against HR, mean over the iterations",
     }
 
-    def losses(self, section: ml_collections.ConfigDict) -> Losses:
-        return Losses(
+    def settings(self, section: ml_collections.ConfigDict) -> Settings:
+        return Settings(
             teacher=section.teacher, student=bool(section.student), cycle=bool(section.cycle),
             **{k: float(section[k]) for k in ("teacher_rec_weight", "teacher_adv_weight",
                                               "student_rec_weight", "student_adv_weight",
@@ -220,7 +220,7 @@ class TeacherStudent(Stage):
         return out
 
     def networks(self, spec: StepSpec):
-        nets, w = spec.nets, spec.losses
+        nets, w = spec.modules, spec.settings
         out = {"tnet": (nets.sr, "lr"), "d_t": (nets.disc("d_t"), "hr")}
         if w.teacher == "cycle" or (w.student and w.cycle):
             out.update(dsnet=(nets.down, "hr"), d_ds=(nets.disc("d_ds"), "lr"))
@@ -229,10 +229,10 @@ class TeacherStudent(Stage):
         return out
 
     def init_frozen(self, spec: StepSpec, key: jax.Array) -> dict[str, Any]:
-        if spec.losses.teacher != "denet":
+        if spec.settings.teacher != "denet":
             return {}
         hr = jnp.zeros((1, spec.hr_size, spec.hr_size, 3))
-        return {"denet": spec.nets.down.init(key, hr)["params"]}
+        return {"denet": spec.modules.down.init(key, hr)["params"]}
 
     def load_frozen(self, config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if config[self.name].teacher != "denet":
@@ -245,11 +245,11 @@ class TeacherStudent(Stage):
     def step(self, spec: StepSpec, tx) -> Step:
         def step(state, batch):
             hr, lr_real = batch["hr"], batch["lr"]
-            if spec.losses.teacher == "cycle":
+            if spec.settings.teacher == "cycle":
                 updated, metrics = cycle_teacher_update(spec, state.nets, hr, lr_real, tx)
             else:
                 updated, metrics = teacher_pair_update(spec, state.nets, state.frozen, hr, tx)
-            if spec.losses.student:
+            if spec.settings.student:
                 student, student_metrics = student_update(spec, state.nets, hr, lr_real, tx)
                 both = sorted(set(updated) & set(student))
                 if both:  # refused by `problems`; kept here so that no update is ever lost
@@ -262,7 +262,7 @@ class TeacherStudent(Stage):
     def preview(self, spec: StepSpec) -> Preview:
         """One grid per SR net: its LR input | the T iterations | each edge prior | its target
         (HR for TNet, pseudo-HR for SNet)."""
-        sr, count = spec.nets.sr, spec.summary_images
+        sr, count = spec.modules.sr, spec.summary_images
 
         def panel(images, kind="rgb"):
             return grids.to_panel(images, spec.hr_size, kind)
@@ -276,9 +276,9 @@ class TeacherStudent(Stage):
         def preview(state, batch):
             hr, lr = batch["hr"][:count], batch["lr"][:count]
             tnet = state.nets["tnet"].params
-            teacher_lr = lr if spec.losses.teacher == "cycle" else synthetic_lr(spec, state.frozen, hr)
+            teacher_lr = lr if spec.settings.teacher == "cycle" else synthetic_lr(spec, state.frozen, hr)
             grids = {"tnet": sr_grid(tnet, teacher_lr, hr)}
-            if spec.losses.student:
+            if spec.settings.student:
                 pseudo = sr.apply({"params": tnet}, lr)[-1]
                 grids["snet"] = sr_grid(state.nets["snet"].params, lr, pseudo)
             return grids
@@ -286,11 +286,11 @@ class TeacherStudent(Stage):
         return preview
 
     def grid_titles(self, spec: StepSpec) -> dict[str, list[str]]:
-        sr = spec.nets.sr
+        sr = spec.modules.sr
         middle = [f"SR {t + 1}" for t in range(sr.iterations)] + [edges.PRIORS[name].title or name for name in sr.edges]
-        teacher_lr = {"denet": "DeNet LR", "bicubic": "bicubic LR", "cycle": "real LR"}[spec.losses.teacher]
+        teacher_lr = {"denet": "DeNet LR", "bicubic": "bicubic LR", "cycle": "real LR"}[spec.settings.teacher]
         titles = {"tnet": [teacher_lr, *middle, "HR"]}
-        if spec.losses.student:
+        if spec.settings.student:
             titles["snet"] = ["real LR", *middle, "pseudo-HR"]
         return titles
 
