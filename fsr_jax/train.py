@@ -7,6 +7,7 @@ Rerunning resumes every stage from its newest checkpoint; a finished stage is sk
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -215,44 +216,50 @@ class StageRun:
         interval: dict[str, list[float]] = {}
         pending = None            # (first step, device metrics) of the call before the newest
         stop.in_loop = False      # until the first call runs, a stop has nothing new to save
-        with jax.set_mesh(self.mesh):
-            while step < self.total_steps:
-                count = min(train.steps_per_call, self.total_steps - step)
-                host = [next(self.data) for _ in range(count)]
-                batches = data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]},
-                                           self.mesh, stacked=True)
-                if count not in programs:
-                    programs[count] = self.compile(count, state, batches, stop)
-                stop.check()
-                state, metrics = programs[count](state, batches)
-                if pending is not None:
+        try:
+            with jax.set_mesh(self.mesh):
+                while step < self.total_steps:
+                    count = min(train.steps_per_call, self.total_steps - step)
+                    host = [next(self.data) for _ in range(count)]
+                    batches = data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]},
+                                               self.mesh, stacked=True)
+                    if count not in programs:
+                        programs[count] = self.compile(count, state, batches, stop)
+                    stop.check()
+                    state, metrics = programs[count](state, batches)
+                    if pending is not None:
+                        self.process(*pending, interval)
+                    pending, first_call = (step + 1, metrics), not stop.in_loop
+                    step, before = step + count, step
+                    stop.in_loop = True
+                    stopping = stop.agreed()
+                    due = cadence.due(before, step, first_call, shown.seconds_since_line(), stopping)
+                    if not any(due):
+                        continue
                     self.process(*pending, interval)
-                pending, first_call = (step + 1, metrics), not stop.in_loop
-                step, before = step + count, step
-                stop.in_loop = True
-                stopping = stop.agreed()
-                due = cadence.due(before, step, first_call, shown.seconds_since_line(), stopping)
-                if not any(due):
-                    continue
-                self.process(*pending, interval)
-                pending = None
-                if due.log:
-                    means = {k: float(np.mean(v)) for k, v in interval.items()}
-                    interval.clear()
-                    line, rate = shown.line(step, means)
-                    logging.info(line)
-                    if first_call:
-                        logging.info("[%s] %s", self.name, progress.explain_terms(means, self.stage.term_meanings))
-                        shown.start(step)
-                    writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
-                                          **({"images_per_second": rate} if rate else {})})
-                if due.images:
-                    self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
-                if due.save:
-                    self.save(state, step)
-                if stopping:
-                    logging.warning("[%s] %s: checkpoint %d written, stopping", self.name, stop.reason, step)
-                    break
+                    pending = None
+                    if due.log:
+                        means = {k: float(np.mean(v)) for k, v in interval.items()}
+                        interval.clear()
+                        line, rate = shown.line(step, means)
+                        logging.info(line)
+                        if first_call:
+                            logging.info("[%s] %s", self.name, progress.explain_terms(means, self.stage.term_meanings))
+                            shown.start(step)
+                        writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
+                                              **({"images_per_second": rate} if rate else {})})
+                    if due.images:
+                        self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
+                    if due.save:
+                        self.save(state, step)
+                    if stopping:
+                        logging.warning("[%s] %s: checkpoint %d written, stopping", self.name, stop.reason, step)
+                        break
+        except BaseException:  # no writer thread outlives its run; the error in flight is the one to report
+            stop.in_loop = False
+            with contextlib.suppress(OSError):
+                writer.close()
+            raise
         stop.in_loop = False
         writer.close()
         return state
