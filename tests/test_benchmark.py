@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from fsr_jax import benchmarking
 from tools import benchmark
 
 #: Trains, evaluates or starts processes: the slow tier (`pytest -m slow`).
@@ -67,7 +68,7 @@ def test_train_stage2(capsys):
 
 
 def test_flops_fields():
-    fields = benchmark.flops_fields(2e12, batch_size=4, step_ms=500.0, peak_tflops=2.0, devices=2)
+    fields = benchmarking.flops_fields(2e12, batch_size=4, step_ms=500.0, peak_tflops=2.0, devices=2)
     assert fields == {"gflop_per_image": 500.0, "achieved_tflops": 4.0, "utilisation": 1.0}
 
 
@@ -90,15 +91,14 @@ def test_schedule_predicts_steps_times_the_measured_step(capsys):
 def test_predict_stage_takes_the_fastest_k():
     runs = [{"steps_per_call": 1, "step_ms": 12.0}, {"steps_per_call": 16, "step_ms": 3.0},
             {"steps_per_call": 4, "step_ms": 5.0}]
-    assert benchmark.predict_stage(200_000, runs) == {
+    assert benchmarking.predict_stage(200_000, runs) == {
         "steps": 200_000, "best_steps_per_call": 16, "step_ms": 3.0, "predicted_s": 600.0,
         "predicted_min": 10.0}
 
 
 def test_schedule_steps_of_the_paper():
-    assert benchmark.paper_schedule() == [(1, 16, 30), (2, 4, 40)]
-    assert benchmark.schedule_steps(20_000, 16, 30) == 37_500
-    assert benchmark.schedule_steps(20_000, 4, 40) == 200_000
+    assert benchmark.paper_batches() == (16, 4)
+    assert benchmark.paper_steps(20_000) == (37_500, 200_000)
 
 
 def test_infer_one_entry_per_batch_size(capsys):

@@ -50,7 +50,6 @@ can be added as functions registered in `SUBCOMMANDS`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import pathlib
@@ -68,8 +67,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 #: HR training faces of the paper's schedule.
 PAPER_NUM_HR = 20_000
-#: Per-face shapes of a training batch, (H, W, C) by key.
-FACE_SHAPES = {"hr": (64, 64, 3), "lr": (16, 16, 3)}
 
 
 def _time_pipeline(data_cfg, batch_size: int, steps: int, warmup: int) -> dict:
@@ -157,268 +154,74 @@ def _model_config(small: bool, dtype: str, projection: str = "dense", edges=None
     return config
 
 
-def _stage_name(stage: int) -> str:
-    """1 -> 'degradation', 2 -> 'teacher_student' (the stages' names in fsr_jax.stages)."""
-    from fsr_jax.stages import degradation, teacher_student
-
-    return {1: degradation.STAGE.name, 2: teacher_student.STAGE.name}[stage]
-
-
-def _spec(config, stage: int):
-    """The StepSpec training builds for `stage` under `config` (an epoch of 1,000 steps)."""
+def _stage(config, number: int):
+    """Stage `number` (1-based) of `config.stages`: 1 is DeNet's degradation stage, 2 the teacher-student one."""
     from fsr_jax import stages
 
-    return stages.step_spec(config, stages.get(_stage_name(stage)), steps_per_epoch=1000)
+    return stages.get(config.stages[number - 1])
 
 
-def _mesh(batch_size: int):
-    """The data mesh over every device; ValueError unless `batch_size` splits evenly over it."""
-    from fsr_jax.mesh import data_mesh
+def paper_batches() -> tuple[int, ...]:
+    """The batch size of each of the paper's stages (configs/teacher_student.py): (16, 4)."""
+    from configs import teacher_student
 
-    mesh = data_mesh()
-    if batch_size % mesh.devices.size:
-        raise ValueError(f"batch size {batch_size} is not a multiple of the {mesh.devices.size} "
-                         "devices of the data mesh")
-    return mesh
+    paper = teacher_student.get_config()
+    return tuple(paper[name].batch_size for name in paper.stages)
 
 
-def _seconds_per_call(call, steps: int, warmup: int) -> float:
-    """Wall seconds per `call()` over `steps` calls after `warmup`, waiting for the device."""
-    import jax
+def paper_steps(num_hr: int) -> tuple[int, ...]:
+    """Each of the paper's stages' steps on `num_hr` HR faces, as training counts them
+    (`stages.total_steps`): 20,000 faces give (37,500, 200,000)."""
+    from configs import teacher_student
+    from fsr_jax import stages
 
-    for _ in range(warmup):
-        jax.block_until_ready(call())
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = call()
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / steps
-
-
-def _device_info() -> dict:
-    import jax
-
-    device = jax.devices()[0]
-    return {"device": getattr(device, "device_kind", device.platform), "devices": jax.device_count(),
-            "jax": jax.__version__, "machine": platform.platform()}
-
-
-def _stacked_sharding(mesh):
-    """K stacked batches: the batch axis (axis 1) split over `data`, the step axis whole."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from fsr_jax.mesh import DATA_AXIS
-
-    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
-
-
-def _face_batches(steps_per_call: int, batch_size: int, mesh) -> dict:
-    """K = `steps_per_call` batches of random faces on the devices: {'hr': (K, B, 64, 64, 3),
-    'lr': (K, B, 16, 16, 3)} float32 in [0, 1), a different batch per step."""
-    import jax
-
-    keys = jax.random.split(jax.random.key(2), len(FACE_SHAPES))
-    faces = {name: jax.random.uniform(key, (steps_per_call, batch_size, *shape))
-             for key, (name, shape) in zip(keys, FACE_SHAPES.items())}
-    return jax.device_put(faces, _stacked_sharding(mesh))
-
-
-@functools.lru_cache(maxsize=None)
-def _initial_state(spec):
-    """The initial TrainState of a stage's `spec` replicated over the data mesh, built once per
-    spec; stage 2's frozen DeNet is randomly initialised like the rest."""
-    import jax
-
-    from fsr_jax import stages, train
-    from fsr_jax.mesh import data_mesh, replicated
-
-    mesh = data_mesh()
-    tx, _, _ = train.compiled(spec, mesh)
-    frozen = spec.stage.init_frozen(spec, jax.random.key(1))
-    return jax.device_put(stages.init_state(spec, tx, 0, frozen), replicated(mesh))
-
-
-@functools.lru_cache(maxsize=None)
-def _train_program(spec, batch_size: int, steps_per_call: int):
-    """(compiled call (state, K stacked batches) -> (state, metrics) running K =
-    `steps_per_call` steps, from the training loop's own jitted function (`train.compiled`:
-    unrolled on CPU, a device loop elsewhere, state donated); seconds to lower and compile it)."""
-    import jax
-
-    from fsr_jax import train
-
-    mesh = _mesh(batch_size)
-    _, steps, _ = train.compiled(spec, mesh)
-    batches = {name: jax.ShapeDtypeStruct((steps_per_call, batch_size, *shape), "float32",
-                                          sharding=_stacked_sharding(mesh))
-               for name, shape in FACE_SHAPES.items()}
-    start = time.perf_counter()
-    with jax.set_mesh(mesh):
-        compiled = steps.lower(_initial_state(spec), batches).compile()
-    return compiled, time.perf_counter() - start
-
-
-def measure_train(config, stage: int, batch_size: int, steps_per_call: int, calls: int,
-                  warmup: int) -> dict:
-    """A stage's training speed at `batch_size` over every device, K = `steps_per_call` steps
-    per jitted call on K staged batches, timed over `calls` calls after `warmup` from a fresh
-    copy of the initial state: step_ms (call time / K), call_ms, images_per_s, compile_s
-    (trace + compile, once per process for a config, batch size and K)."""
-    import jax
-    import jax.numpy as jnp
-
-    mesh = _mesh(batch_size)
-    spec = _spec(config, stage)
-    compiled, compile_s = _train_program(spec, batch_size, steps_per_call)
-    state = jax.tree.map(jnp.copy, _initial_state(spec))
-    batches = _face_batches(steps_per_call, batch_size, mesh)
-
-    def advance():
-        nonlocal state
-        state, metrics = compiled(state, batches)
-        return metrics
-
-    seconds = _seconds_per_call(advance, calls, warmup)
-    step_s = seconds / steps_per_call
-    return {"batch_size": batch_size, "steps_per_call": steps_per_call, "calls": calls,
-            "step_ms": round(1000 * step_s, 3), "call_ms": round(1000 * seconds, 2),
-            "images_per_s": round(batch_size / step_s, 1), "compile_s": round(compile_s, 2)}
-
-
-def step_flops(config, stage: int, batch_size: int) -> float | None:
-    """XLA's FLOPs of one training step on a whole batch of `batch_size` (`fsr_jax.cost`: the
-    step lowered for the host CPU, which counts every convolution on any accelerator)."""
-    from fsr_jax import cost, stages
-
-    return cost.step_flops(stages.get(_stage_name(stage)), config, batch_size)
-
-
-def flops_fields(flops: float | None, batch_size: int, step_ms: float, peak_tflops: float,
-                 devices: int) -> dict:
-    """gflop_per_image, achieved_tflops (all devices) and, given the per-device
-    `peak_tflops`, utilisation (0..1) of a step of `flops` FLOPs taking `step_ms`."""
-    if not flops:
-        return {}
-    achieved = flops / (step_ms / 1000) / 1e12
-    out = {"gflop_per_image": round(flops / batch_size / 1e9, 3), "achieved_tflops": round(achieved, 2)}
-    if peak_tflops:
-        out["utilisation"] = round(achieved / (peak_tflops * devices), 4)
-    return out
-
-
-def _peak_rss_mb() -> int:
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    paper = teacher_student.get_config()
+    return tuple(stages.total_steps(paper, stages.get(name), num_hr) for name in paper.stages)
 
 
 def train_benchmark(args: flags.FlagValues) -> dict:
     """The `train` subcommand."""
     import jax
 
+    from fsr_jax import benchmarking, cost
+
     config = _model_config(args.small, args.dtype, args.projection, args.edges)
-    result = {"benchmark": "train", "stage": args.stage, "stage_name": _stage_name(args.stage),
+    stage = _stage(config, args.stage)
+    result = {"benchmark": "train", "stage": args.stage, "stage_name": stage.name,
               "dtype": args.dtype, "projection": args.projection, "small": args.small,
-              **measure_train(config, args.stage, args.batch_size, args.steps_per_call,
-                              args.steps, args.warmup)}
-    result.update(flops_fields(step_flops(config, args.stage, args.batch_size), args.batch_size,
-                               result["step_ms"], args.peak_tflops, jax.device_count()))
+              **benchmarking.measure_train(config, stage, args.batch_size, args.steps_per_call,
+                                           args.steps, args.warmup)}
+    result.update(benchmarking.flops_fields(cost.step_flops(stage, config, args.batch_size), args.batch_size,
+                                            result["step_ms"], args.peak_tflops, jax.device_count()))
     if args.stage == 2 and args.edge_share:
         config.model.sr.edges = ()
-        plain = measure_train(config, 2, args.batch_size, args.steps_per_call, args.steps, args.warmup)
+        plain = benchmarking.measure_train(config, stage, args.batch_size, args.steps_per_call, args.steps,
+                                           args.warmup)
         result["step_ms_without_edges"] = plain["step_ms"]
         result["edge_share"] = round(max(result["step_ms"] - plain["step_ms"], 0.0) / result["step_ms"], 4)
-    return {**result, "peak_host_rss_mb": _peak_rss_mb(), **_device_info()}
-
-
-def paper_schedule() -> list[tuple[int, int, int]]:
-    """(stage, batch size, epochs) of the paper's two stages (configs/teacher_student.py)."""
-    from configs import teacher_student
-
-    cfg = teacher_student.get_config()
-    return [(1, cfg.degradation.batch_size, cfg.degradation.epochs), (2, cfg.teacher_student.batch_size, cfg.teacher_student.epochs)]
-
-
-def schedule_steps(num_hr: int, batch_size: int, epochs: int) -> int:
-    """Training steps of a stage: `epochs` passes of num_hr // batch_size full batches (the
-    training loop's epoch). 20,000 faces: 37,500 at batch 16 x 30, 200,000 at batch 4 x 40."""
-    return epochs * (num_hr // batch_size)
-
-
-def predict_stage(steps: int, measurements: list[dict]) -> dict:
-    """A stage's predicted wall time at its fastest measurement (the one with the least
-    step_ms): steps x step_ms, in seconds and minutes, and that measurement's K."""
-    best = min(measurements, key=lambda m: m["step_ms"])
-    seconds = steps * best["step_ms"] / 1000
-    return {"steps": steps, "best_steps_per_call": best["steps_per_call"], "step_ms": best["step_ms"],
-            "predicted_s": round(seconds, 1), "predicted_min": round(seconds / 60, 2)}
-
-
-def measure_schedule(config, num_hr: int, ks: tuple[int, ...], steps: int, warmup: int) -> dict:
-    """The paper's schedule on `num_hr` faces predicted from step times measured for each K in
-    `ks` (about `steps` steps timed per K, in whole calls), the fastest K per stage. Compile
-    seconds are summed beside the prediction, not in it (a program compiled earlier in the
-    process counts with its compile time then)."""
-    stages = []
-    for stage, batch_size, epochs in paper_schedule():
-        runs = [measure_train(config, stage, batch_size, k, -(-steps // k), warmup) for k in ks]
-        stages.append({"stage": stage, "stage_name": _stage_name(stage), "batch_size": batch_size,
-                       "epochs": epochs, "measurements": runs,
-                       **predict_stage(schedule_steps(num_hr, batch_size, epochs), runs)})
-    total = sum(s["predicted_s"] for s in stages)
-    return {"num_hr": num_hr, "stages": stages, "predicted_s": round(total, 1),
-            "predicted_min": round(total / 60, 2),
-            "compile_s": round(sum(m["compile_s"] for s in stages for m in s["measurements"]), 1)}
+    return {**result, "peak_host_rss_mb": benchmarking.peak_rss_mb(), **benchmarking.device_info()}
 
 
 def schedule_benchmark(args: flags.FlagValues) -> dict:
-    """The `schedule` subcommand."""
+    """The `schedule` subcommand: the paper's schedule (configs/teacher_student.py) with the chosen networks."""
+    from configs import teacher_student
+    from fsr_jax import benchmarking
+
     config = _model_config(args.small, args.dtype, args.projection, args.edges)
     return {"benchmark": "schedule", "dtype": args.dtype, "small": args.small,
-            **measure_schedule(config, args.num_hr, _ints(args.ks), args.steps, args.warmup),
-            **_device_info()}
-
-
-@functools.lru_cache(maxsize=None)
-def _sr_params(net):
-    """Random parameters of the SR module `net`, replicated over the data mesh, once per module."""
-    import jax
-    import jax.numpy as jnp
-
-    from fsr_jax.mesh import data_mesh, replicated
-
-    params = net.init(jax.random.key(1), jnp.zeros((1, *FACE_SHAPES["lr"])))
-    return jax.device_put(params, replicated(data_mesh()))
-
-
-def measure_infer(config, batch_size: int, steps: int, warmup: int) -> dict:
-    """SNet inference on `batch_size` random 16x16 faces split over every device: batch_ms,
-    faces_per_s (64x64 outputs of the last iteration) and compile_s."""
-    import jax
-
-    from fsr_jax import models
-    from fsr_jax.mesh import batch_sharding
-
-    mesh = _mesh(batch_size)
-    net = models.build_sr(config.model)
-    params = _sr_params(net)
-    lr = jax.device_put(jax.random.uniform(jax.random.key(0), (batch_size, *FACE_SHAPES["lr"])),
-                        batch_sharding(mesh))
-    start = time.perf_counter()
-    with jax.set_mesh(mesh):
-        apply = jax.jit(lambda p, x: net.apply(p, x)[-1]).lower(params, lr).compile()
-    compile_s = time.perf_counter() - start
-    seconds = _seconds_per_call(lambda: apply(params, lr), steps, warmup)
-    return {"batch_size": batch_size, "batch_ms": round(1000 * seconds, 2),
-            "faces_per_s": round(batch_size / seconds, 1), "compile_s": round(compile_s, 2)}
+            **benchmarking.measure_schedule(config, teacher_student.get_config(), args.num_hr, _ints(args.ks),
+                                            args.steps, args.warmup),
+            **benchmarking.device_info()}
 
 
 def infer_benchmark(args: flags.FlagValues) -> dict:
     """The `infer` subcommand."""
+    from fsr_jax import benchmarking
+
     config = _model_config(args.small, args.dtype, args.projection, args.edges)
-    runs = [measure_infer(config, n, args.steps, args.warmup) for n in _ints(args.batch_sizes)]
+    runs = [benchmarking.measure_infer(config, n, args.steps, args.warmup) for n in _ints(args.batch_sizes)]
     return {"benchmark": "infer", "net": "SNet", "dtype": args.dtype, "projection": args.projection,
-            "small": args.small, "runs": runs, **_device_info()}
+            "small": args.small, "runs": runs, **benchmarking.device_info()}
 
 
 def torch_ref_path(path: str) -> pathlib.Path:
@@ -489,13 +292,15 @@ def infer_vs_torch(args: flags.FlagValues) -> dict:
                          "so it must be a multiple of 4")
     script = torch_ref_path(args.torch_ref)
     device = _torch_device()
-    ours = measure_infer(_model_config(args.small, args.dtype), args.batch_size, args.steps, args.warmup)
+    from fsr_jax import benchmarking
+
+    ours = benchmarking.measure_infer(_model_config(args.small, args.dtype), args.batch_size, args.steps, args.warmup)
     theirs = run_torch_ref(script, device=device, batch=args.batch_size // 4, steps=args.steps,
                            bf16=args.dtype == "bfloat16", compiled=False, small=args.small)
     return {"benchmark": "infer_vs_torch", "batch_size": args.batch_size, "dtype": args.dtype,
             "small": args.small, "ours": ours, "torch": theirs,
             "ours_over_torch": round(ours["faces_per_s"] / theirs["snet_infer_images_per_s"], 3),
-            **_device_info()}
+            **benchmarking.device_info()}
 
 
 #: `compare`'s defaults: the device run, sized for about 8 minutes on one H100 with
@@ -538,7 +343,7 @@ def compare_plan(settings: dict) -> list[tuple]:
         jobs += [("train", dtype), ("torch", s["train_batch"], dtype, "eager")]
     for dtype in s["dtypes"]:
         jobs += [("infer", dtype)] + [("torch", n // 4, dtype, "eager") for n in s["infer_batch_sizes"]]
-    (_, batch1, _), (_, batch2, _) = paper_schedule()
+    batch1, batch2 = paper_batches()
     jobs += [("schedule",), ("torch", batch2, "float32", "eager"), ("torch", batch1, "float32", "eager")]
     if s["torch_compile"]:
         jobs += [("torch", s["train_batch"], dtype, "compile") for dtype in s["dtypes"]]
@@ -555,6 +360,9 @@ def _run_job(job: tuple, settings: dict, script: pathlib.Path, device: str, dead
     The schedule runs in float32, the paper's precision."""
     import jax
 
+    from configs import teacher_student
+    from fsr_jax import benchmarking, cost
+
     s = settings
     if job[0] == "torch":
         _, batch, dtype, mode = job
@@ -562,14 +370,16 @@ def _run_job(job: tuple, settings: dict, script: pathlib.Path, device: str, dead
                              bf16=dtype == "bfloat16", compiled=mode == "compile", small=s["small"],
                              timeout_s=deadline - time.perf_counter())
     if job[0] == "schedule":
-        return measure_schedule(_model_config(s["small"], "float32"), PAPER_NUM_HR, s["ks"],
-                                s["schedule_steps"], s["warmup"])
+        return benchmarking.measure_schedule(_model_config(s["small"], "float32"), teacher_student.get_config(),
+                                             PAPER_NUM_HR, s["ks"], s["schedule_steps"], s["warmup"])
     config = _model_config(s["small"], job[1])
     if job[0] == "train":
-        out = measure_train(config, 2, s["train_batch"], 1, s["train_steps"], s["warmup"])
-        flops = step_flops(config, 2, s["train_batch"])
-        return {**out, **flops_fields(flops, s["train_batch"], out["step_ms"], 0.0, jax.device_count())}
-    return {"runs": [measure_infer(config, n, s["infer_steps"], s["warmup"]) for n in s["infer_batch_sizes"]]}
+        stage = _stage(config, 2)
+        out = benchmarking.measure_train(config, stage, s["train_batch"], 1, s["train_steps"], s["warmup"])
+        flops = cost.step_flops(stage, config, s["train_batch"])
+        return {**out, **benchmarking.flops_fields(flops, s["train_batch"], out["step_ms"], 0.0, jax.device_count())}
+    return {"runs": [benchmarking.measure_infer(config, n, s["infer_steps"], s["warmup"])
+                     for n in s["infer_batch_sizes"]]}
 
 
 def compare_row(figure: str, ours: float | None, torch: dict[str, float | None]) -> dict:
@@ -599,7 +409,7 @@ def compare_rows(entries: dict, settings: dict) -> list[dict]:
                              torch(n // 4, dtype, "snet_infer_images_per_s"))
                  for n in s["infer_batch_sizes"]]
     stage2 = next((st for st in entries.get("schedule", {}).get("stages", []) if st["stage"] == 2), None)
-    batch2 = paper_schedule()[1][1]
+    batch2 = paper_batches()[1]
     rows.append(compare_row(
         f"stage-2 train images/s, batch {batch2}, float32 (ours: fastest K of the schedule)",
         stage2 and round(batch2 / stage2["step_ms"] * 1000, 1),
@@ -619,39 +429,41 @@ def compare_schedule(entries: dict) -> dict:
     out = {"ours_min": {f"stage{st['stage']}": st["predicted_min"] for st in ours["stages"]},
            "ours_compile_s": ours["compile_s"]}
     out["ours_min"]["total"] = ours["predicted_min"]
-    (_, batch1, epochs1), (_, batch2, epochs2) = paper_schedule()
+    batch1, batch2 = paper_batches()
+    steps1, steps2 = paper_steps(ours["num_hr"])
     step4 = entries.get(f"torch/{batch2}/float32/eager", {}).get("step_ms")
     step16 = entries.get(f"torch/{batch1}/float32/eager", {}).get("step_ms")
     if step4:
-        torch2 = schedule_steps(ours["num_hr"], batch2, epochs2) * step4 / 60_000
+        torch2 = steps2 * step4 / 60_000
         out.update(torch_stage2_step_ms=step4, torch_stage2_min=round(torch2, 2),
                    stage2_torch_over_ours=round(torch2 / out["ours_min"]["stage2"], 3))
         if step16:
-            bound = torch2 + schedule_steps(ours["num_hr"], batch1, epochs1) * step16 / 60_000
+            bound = torch2 + steps1 * step16 / 60_000
             out.update(torch_stage2_step_ms_at_batch16=step16,
                        torch_total_min_upper_bound=round(bound, 2))
     return out
 
 
 def _write_json(path: str, obj: dict) -> None:
-    """`obj` as indented JSON at `path`, replaced whole (a reader never sees half a file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    """`obj` as indented JSON at `path`, replaced whole (`files.write_text`: a reader never sees half a file)."""
+    from fsr_jax import files
+
+    files.write_text(path, json.dumps(obj, indent=1))
 
 
 def compare(args: flags.FlagValues) -> dict:
     """The `compare` subcommand: `compare_plan`'s jobs in order; a job that fails is recorded
     as {'error': ...} and the rest still run; jobs starting past the budget are skipped. The
     report is rewritten to --output after every job, so a run cut off keeps what it measured."""
+    from fsr_jax import benchmarking
+
     settings = compare_settings(args)
     script = torch_ref_path(args.torch_ref)
     device = _torch_device()
     start = time.perf_counter()
     deadline = start + settings["budget_s"]
     head = {"benchmark": "compare", "settings": settings, "torch_device": device,
-            "torch_ref": str(script), **_device_info()}
+            "torch_ref": str(script), **benchmarking.device_info()}
     entries, report = {}, {}
     for job in compare_plan(settings):
         key, job_start = _job_key(job), time.perf_counter()
