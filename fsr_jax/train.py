@@ -112,7 +112,8 @@ def compiled(spec: StepSpec, mesh):
 
 
 class StageRun:
-    """One stage's run: its data, state, compiled step, checkpoints and summaries."""
+    """One stage's run: its data (`next_batches`), state (`initial_state`, `save`), compiled steps
+    (`compile`) and the loop (`run`) that hands each call's metrics to its `Reports`."""
 
     def __init__(self, stage: stages.Stage, config: ml_collections.ConfigDict, workdir: str, mesh):
         self.stage, self.name, self.config, self.mesh = stage, stage.name, config, mesh
@@ -159,12 +160,6 @@ class StageRun:
         checkpointing.save(self.checkpoints, step, state, self.data.get_state())
         logging.info("[%s] checkpoint %d written", self.name, step)
 
-    def summaries(self, writer: summaries.SummaryWriter, state: TrainState, batch, step: int) -> None:
-        previews = jax.device_get(self.preview(state, batch))
-        titles = self.stage.grid_titles(self.spec)
-        writer.images(step, {f"{self.name}/{name}": grids.titled_grid(cols, titles.get(name))
-                             for name, cols in previews.items()})
-
     def compile(self, count: int, state: TrainState, batches, stop: Stopper):
         """The compiled call of `count` steps, announced and timed; the main thread keeps
         handling signals meanwhile (a stop during compilation ends the run at once)."""
@@ -183,12 +178,10 @@ class StageRun:
             files.write_text(record, json.dumps({**seen, str(count): round(seconds, 1)}))
         return compiled_call
 
-    def process(self, first: int, metrics, interval: dict[str, list[float]]) -> None:
-        """Fetch one call's metrics (waiting for that call), NaN-check each step, add to `interval`."""
-        for i, host_values in enumerate(unstack_metrics(jax.device_get(metrics))):
-            check_finite(host_values, first + i)
-            for k, v in host_values.items():
-                interval.setdefault(k, []).append(v)
+    def next_batches(self, count: int) -> dict:
+        """The next `count` batches of the stage's data, stacked (K, B, ...) and split over the mesh."""
+        host = [next(self.data) for _ in range(count)]
+        return data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]}, self.mesh, stacked=True)
 
     def run(self, workdir: str, stop: Stopper, later=None) -> TrainState:
         """Train from the newest checkpoint to `total_steps`; a stop signal saves and returns.
@@ -207,49 +200,36 @@ class StageRun:
         logging.info("[%s] %d steps (%d per epoch) at global batch %d over %d devices, from step %d",
                      self.name, self.total_steps, self.steps_per_epoch, self.cfg.batch_size,
                      jax.device_count(), step)
-        writer = summaries.SummaryWriter(self.dir, enabled=self.primary, resume_step=step)
-        shown = progress.Progress(self.name, self.total_steps, self.steps_per_epoch,
-                                    self.cfg.batch_size, later)
+        reports = Reports(self, step, later)
         train = self.config.train
         cadence = Cadence.of(train, self.total_steps)
         programs: dict[int, Any] = {}
-        interval: dict[str, list[float]] = {}
         pending = None            # (first step, device metrics) of the call before the newest
         stop.in_loop = False      # until the first call runs, a stop has nothing new to save
         try:
             with jax.set_mesh(self.mesh):
                 while step < self.total_steps:
                     count = min(train.steps_per_call, self.total_steps - step)
-                    host = [next(self.data) for _ in range(count)]
-                    batches = data.shard_batch({k: np.stack([b[k] for b in host]) for k in host[0]},
-                                               self.mesh, stacked=True)
+                    batches = self.next_batches(count)
                     if count not in programs:
                         programs[count] = self.compile(count, state, batches, stop)
                     stop.check()
                     state, metrics = programs[count](state, batches)
                     if pending is not None:
-                        self.process(*pending, interval)
+                        reports.add(*pending)
                     pending, first_call = (step + 1, metrics), not stop.in_loop
                     step, before = step + count, step
                     stop.in_loop = True
                     stopping = stop.agreed()
-                    due = cadence.due(before, step, first_call, shown.seconds_since_line(), stopping)
+                    due = cadence.due(before, step, first_call, reports.seconds_since_line(), stopping)
                     if not any(due):
                         continue
-                    self.process(*pending, interval)
+                    reports.add(*pending)
                     pending = None
                     if due.log:
-                        means = {k: float(np.mean(v)) for k, v in interval.items()}
-                        interval.clear()
-                        line, rate = shown.line(step, means)
-                        logging.info(line)
-                        if first_call:
-                            logging.info("[%s] %s", self.name, progress.explain_terms(means, self.stage.term_meanings))
-                            shown.start(step)
-                        writer.scalars(step, {**means, "learning_rate": float(self.lr_schedule(step - 1)),
-                                              **({"images_per_second": rate} if rate else {})})
+                        reports.log(step, first_call)
                     if due.images:
-                        self.summaries(writer, state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
+                        reports.images(state, jax.tree_util.tree_map(lambda x: x[-1], batches), step)
                     if due.save:
                         self.save(state, step)
                     if stopping:
@@ -258,11 +238,57 @@ class StageRun:
         except BaseException:  # no writer thread outlives its run; the error in flight is the one to report
             stop.in_loop = False
             with contextlib.suppress(OSError):
-                writer.close()
+                reports.close()
             raise
         stop.in_loop = False
-        writer.close()
+        reports.close()
         return state
+
+
+class Reports:
+    """What a stage's run reports, as the loop hands it each call's metrics: every step's loss
+    terms fetched and NaN-checked (`add`), averaged into a progress line and scalar summaries
+    (`log`), and the stage's preview grids (`images`); written into W/<stage> by the primary
+    process only."""
+
+    def __init__(self, run: StageRun, resume_step: int, later=None):
+        self.run = run
+        self.writer = summaries.SummaryWriter(run.dir, enabled=run.primary, resume_step=resume_step)
+        self.progress = progress.Progress(run.name, run.total_steps, run.steps_per_epoch, run.cfg.batch_size, later)
+        self.interval: dict[str, list[float]] = {}
+
+    def seconds_since_line(self) -> float:
+        return self.progress.seconds_since_line()
+
+    def add(self, first: int, metrics) -> None:
+        """Fetch one call's metrics (waiting for that call), NaN-check each step from `first`, keep them."""
+        for i, host_values in enumerate(unstack_metrics(jax.device_get(metrics))):
+            check_finite(host_values, first + i)
+            for k, v in host_values.items():
+                self.interval.setdefault(k, []).append(v)
+
+    def log(self, step: int, first_call: bool) -> None:
+        """The progress line and scalar summaries of the steps kept since the last one; after the
+        first call also what each loss term means, and the timing starts."""
+        means = {k: float(np.mean(v)) for k, v in self.interval.items()}
+        self.interval.clear()
+        line, rate = self.progress.line(step, means)
+        logging.info(line)
+        if first_call:
+            logging.info("[%s] %s", self.run.name, progress.explain_terms(means, self.run.stage.term_meanings))
+            self.progress.start(step)
+        self.writer.scalars(step, {**means, "learning_rate": float(self.run.lr_schedule(step - 1)),
+                                   **({"images_per_second": rate} if rate else {})})
+
+    def images(self, state: TrainState, batch, step: int) -> None:
+        """The stage's preview grids of `batch`, titled, as image summaries."""
+        previews = jax.device_get(self.run.preview(state, batch))
+        titles = self.run.stage.grid_titles(self.run.spec)
+        self.writer.images(step, {f"{self.run.name}/{name}": grids.titled_grid(cols, titles.get(name))
+                                  for name, cols in previews.items()})
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def steps_left(config: ml_collections.ConfigDict, workdir: str, run: list[stages.Stage],
