@@ -11,6 +11,10 @@ import pathlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Commands the tests start import this checkout's fsr_jax and configs too, wherever they run (an
+# installed fsr_jax, e.g. the editable install of another checkout, would otherwise be tested).
+_REPO = str(pathlib.Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join([_REPO, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
