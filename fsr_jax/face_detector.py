@@ -171,8 +171,7 @@ def _padded(batch: np.ndarray, size: int) -> np.ndarray:
 def _run_crops(net: Callable, params, faces: np.ndarray) -> list[np.ndarray]:
     """A net over float (K, s, s, 3) crops in batches of a power of two (>= CROP_BATCH_MIN)."""
     size = max(CROP_BATCH_MIN, 1 << max(0, len(faces) - 1).bit_length())
-    outputs = [np.asarray(o)[:len(faces)] for o in net(params, _padded(normalise(faces), size))]
-    return outputs
+    return [np.asarray(o)[:len(faces)] for o in net(params, _padded(normalise(faces), size))]
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -185,10 +184,16 @@ class _Tile:
     col: int
 
 
+def _cells(level: np.ndarray) -> tuple[int, int]:
+    """P-Net's output rows and columns on a level: conv 3x3, ceil-mode pool 2, two convs 3x3."""
+    rows, cols = (-(-(n - 2) // 2) - 4 for n in level.shape[:2])
+    return rows, cols
+
+
 def _tiles(levels: list[np.ndarray]) -> list[_Tile]:
     tiles = []
     for k, level in enumerate(levels):
-        rows, cols = (-(-(n - 2) // 2) - 4 for n in level.shape[:2])
+        rows, cols = _cells(level)
         tiles += [_Tile(k, r, c) for r in range(0, max(rows, 0), TILE) for c in range(0, max(cols, 0), TILE)]
     return tiles
 
@@ -214,8 +219,7 @@ def propose(image: np.ndarray, params: dict, min_face: float) -> np.ndarray:
         probability, offsets = (np.asarray(o) for o in _pnet(params["pnet"], _padded(np.stack(inputs), TILE_BATCH),
                                                               _padded(np.asarray(valid, np.int32), TILE_BATCH)))
         for t, tile in enumerate(batch):
-            level = levels[tile.level]
-            rows, cols = (-(-(n - 2) // 2) - 4 for n in level.shape[:2])
+            rows, cols = _cells(levels[tile.level])
             p = probability[t, :rows - tile.row, :cols - tile.col]
             r, c = np.nonzero(p >= THRESHOLDS[0])
             if len(r):
