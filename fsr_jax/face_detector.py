@@ -9,11 +9,13 @@ resampling (torch's `interpolate(mode="area")`) for the pyramid and the crops. I
 with the reference's (tests/golden/mtcnn_*.json, made with torch by tools/make_mtcnn_goldens.py).
 
 Everything on the device is jitted at fixed shapes, so a folder of photos of many sizes compiles
-three functions once: the pyramid is cut into TILE x TILE-cell tiles (P-Net's 12-px windows at
-stride 2; each tile carries the 10 px of context its last cells read, and a count of its rows and
-columns that are image, so each cell is the reference's value on that level alone) and run in
-batches of TILE_BATCH over every level at once; R-Net and O-Net run on batches of candidate crops
-padded to a power of two. Memory follows the tiles: about 10 MB of device memory per batch.
+P-Net once and R-Net and O-Net at most five times each: the pyramid is cut into TILE x TILE-cell
+tiles (P-Net's 12-px windows at stride 2; each tile carries the 10 px of context its last cells
+read, and a count of its rows and columns that are image, so each cell is the reference's value
+on that level alone) and run in batches of TILE_BATCH across the levels; R-Net and O-Net run on
+batches of CROP_BATCH_MIN to CROP_BATCH_MAX candidate crops, padded to a power of two. Memory
+follows the tiles and crops: about 10 MB of device memory per batch. On the host one pyramid level
+is held at a time and resampled in strips: about 30 bytes per photo pixel beyond the photo.
 
 Photos are uint8 (H, W, 3) RGB; boxes come back as float (K, 4) [x, y, w, h] in photo pixels.
 """
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+import itertools
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -36,6 +39,8 @@ TILE = 32                             # P-Net output cells per tile side
 TILE_BATCH = 32                       # tiles per P-Net call
 TILE_INPUT = 2 * TILE + 10            # the input pixels a tile's cells read
 CROP_BATCH_MIN = 16                   # R-Net and O-Net batches are powers of two from this
+CROP_BATCH_MAX = 256                  # ... to this (bounds their memory and their compilations)
+AREA_STRIP_VALUES = 1 << 18           # float64 running sums held at a time while area-resizing (2 MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,21 +63,37 @@ def _area_weights(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
+def _area_resize_axis(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Axis `axis` (0 or 1) of (H, W, C) pixels of any real dtype area-resized to `size`, float32;
+    the float64 running sums are taken a strip of lines of the other axis at a time (about
+    AREA_STRIP_VALUES values), so they cost a strip, not the photo."""
+    start, end = _area_weights(image.shape[axis], size)
+    counts = (end - start)[:, None, None]
+    resized = np.empty(image.shape[:axis] + (size,) + image.shape[axis + 1:], np.float32)
+    lines, resized_lines = np.swapaxes(image, 0, axis), np.swapaxes(resized, 0, axis)
+    strip_lines = max(1, AREA_STRIP_VALUES // (lines.shape[0] * int(np.prod(lines.shape[2:]))))
+    sums = np.zeros((lines.shape[0] + 1, min(strip_lines, lines.shape[1]), *lines.shape[2:]), np.float64)
+    for first in range(0, lines.shape[1], strip_lines):
+        strip = lines[:, first:first + strip_lines]
+        width = strip.shape[1]
+        np.cumsum(strip, axis=0, dtype=np.float64, out=sums[1:, :width])
+        resized_lines[:, first:first + width] = (sums[end, :width] - sums[start, :width]) / counts
+    return resized
+
+
 def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """torch.nn.functional.interpolate(mode='area') of float (H, W, C): each output pixel the mean
-    of its adaptive-average-pooling bin, rows then columns (through float64 running sums)."""
-    for axis, out in ((0, height), (1, width)):
-        start, end = _area_weights(image.shape[axis], out)
-        sums = np.cumsum(image, axis=axis, dtype=np.float64)
-        sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
-        counts = (end - start).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
-        image = ((np.take(sums, end, axis=axis) - np.take(sums, start, axis=axis)) / counts).astype(np.float32)
-    return image
+    """torch.nn.functional.interpolate(mode='area') of (H, W, C) pixels of any real dtype, float32:
+    each output pixel the mean of its adaptive-average-pooling bin, rows then columns (through
+    float64 running sums)."""
+    return _area_resize_axis(_area_resize_axis(image, height, 0), width, 1)
 
 
 def normalise(pixels: np.ndarray) -> np.ndarray:
     """Pixel values [0, 255] -> MTCNN's input range, (p - 127.5) / 128, float32."""
-    return ((np.asarray(pixels, np.float32) - np.float32(127.5)) * np.float32(0.0078125)).astype(np.float32)
+    normalised = np.array(pixels, np.float32)
+    normalised -= np.float32(127.5)
+    normalised *= np.float32(0.0078125)
+    return normalised
 
 
 def pyramid_scales(height: int, width: int, min_face: float) -> list[float]:
@@ -168,10 +189,16 @@ def _padded(batch: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
 
 
-def _run_crops(net: Callable, params, faces: np.ndarray) -> list[np.ndarray]:
-    """A net over float (K, s, s, 3) crops in batches of a power of two (>= CROP_BATCH_MIN)."""
-    size = max(CROP_BATCH_MIN, 1 << max(0, len(faces) - 1).bit_length())
-    return [np.asarray(o)[:len(faces)] for o in net(params, _padded(normalise(faces), size))]
+def _run_crops(net: Callable, params, image: np.ndarray, boxes: np.ndarray, size: int) -> list[np.ndarray]:
+    """A net over the size x size `crops` of uint8 (H, W, 3) `image` at float (K, 4) `boxes`, at most
+    CROP_BATCH_MAX at a time, each batch padded to a power of two (>= CROP_BATCH_MIN); its outputs
+    for the K crops."""
+    outputs = []
+    for first in range(0, len(boxes), CROP_BATCH_MAX):
+        faces = crops(image, boxes[first:first + CROP_BATCH_MAX], size)
+        batch = max(CROP_BATCH_MIN, 1 << max(0, len(faces) - 1).bit_length())
+        outputs.append([np.asarray(o)[:len(faces)] for o in net(params, _padded(normalise(faces), batch))])
+    return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -182,20 +209,8 @@ class _Tile:
     level: int
     row: int   # first cell row / column of the tile in its level
     col: int
-
-
-def _cells(level: np.ndarray) -> tuple[int, int]:
-    """P-Net's output rows and columns on a level: conv 3x3, ceil-mode pool 2, two convs 3x3."""
-    rows, cols = (-(-(n - 2) // 2) - 4 for n in level.shape[:2])
-    return rows, cols
-
-
-def _tiles(levels: list[np.ndarray]) -> list[_Tile]:
-    tiles = []
-    for k, level in enumerate(levels):
-        rows, cols = _cells(level)
-        tiles += [_Tile(k, r, c) for r in range(0, max(rows, 0), TILE) for c in range(0, max(cols, 0), TILE)]
-    return tiles
+    rows: int  # cell rows / columns of the tile that lie on its level (<= TILE)
+    cols: int
 
 
 def _tile_input(level: np.ndarray, tile: _Tile) -> tuple[np.ndarray, tuple[int, int]]:
@@ -205,22 +220,37 @@ def _tile_input(level: np.ndarray, tile: _Tile) -> tuple[np.ndarray, tuple[int, 
     return padded, part.shape[:2]
 
 
-def propose(image: np.ndarray, params: dict, min_face: float) -> np.ndarray:
-    """Stage 1: P-Net over the pyramid; float (K, 9) candidates [x1, y1, x2, y2, score, 4 offsets]
-    in photo pixels, after NMS 0.5 per scale and 0.7 over all."""
-    height, width = image.shape[:2]
-    scales = pyramid_scales(height, width, min_face)
-    levels = [normalise(area_resize(image, int(height * s + 1), int(width * s + 1))) for s in scales]
-    tiles = _tiles(levels)
-    found: list[list[np.ndarray]] = [[] for _ in levels]
-    for first in range(0, len(tiles), TILE_BATCH):
-        batch = tiles[first:first + TILE_BATCH]
-        inputs, valid = zip(*(_tile_input(levels[t.level], t) for t in batch))
+def _tiles(level: np.ndarray, index: int) -> Iterator[tuple[_Tile, np.ndarray, tuple[int, int]]]:
+    """(tile, float (TILE_INPUT, TILE_INPUT, 3) input, its (rows, cols) that are image) for the tiles
+    covering P-Net's output cells on float (h, w, 3) pyramid level number `index`: conv 3x3,
+    ceil-mode pool 2 and two convs 3x3 leave ceil((n - 2) / 2) - 4 cells per side."""
+    rows, cols = (-(-(n - 2) // 2) - 4 for n in level.shape[:2])
+    for row in range(0, max(rows, 0), TILE):
+        for col in range(0, max(cols, 0), TILE):
+            tile = _Tile(index, row, col, min(TILE, rows - row), min(TILE, cols - col))
+            yield tile, *_tile_input(level, tile)
+
+
+def _pyramid_tiles(photo: np.ndarray, scales: list[float]) -> Iterator[tuple[_Tile, np.ndarray, tuple[int, int]]]:
+    """`_tiles` of every pyramid level of uint8 (H, W, 3) `photo`, a level built when its first tile
+    is wanted and dropped after its last, so that memory holds one level, not the pyramid."""
+    height, width = photo.shape[:2]
+    for index, scale in enumerate(scales):
+        yield from _tiles(normalise(area_resize(photo, int(height * scale + 1), int(width * scale + 1))), index)
+
+
+def propose(photo: np.ndarray, params: dict, min_face: float) -> np.ndarray:
+    """Stage 1: P-Net over the pyramid of uint8 (H, W, 3) `photo`; float (K, 9) candidates [x1, y1,
+    x2, y2, score, 4 offsets] in photo pixels, after NMS 0.5 per scale and 0.7 over all."""
+    scales = pyramid_scales(*photo.shape[:2], min_face)
+    found: list[list[np.ndarray]] = [[] for _ in scales]
+    tiles = _pyramid_tiles(photo, scales)
+    while batch := list(itertools.islice(tiles, TILE_BATCH)):
+        batch_tiles, inputs, valid = zip(*batch)
         probability, offsets = (np.asarray(o) for o in _pnet(params["pnet"], _padded(np.stack(inputs), TILE_BATCH),
                                                               _padded(np.asarray(valid, np.int32), TILE_BATCH)))
-        for t, tile in enumerate(batch):
-            rows, cols = _cells(levels[tile.level])
-            p = probability[t, :rows - tile.row, :cols - tile.col]
+        for t, tile in enumerate(batch_tiles):
+            p = probability[t, :tile.rows, :tile.cols]
             r, c = np.nonzero(p >= THRESHOLDS[0])
             if len(r):
                 cells = np.stack([c + tile.col, r + tile.row], axis=1).astype(np.float32)
@@ -251,18 +281,18 @@ def detect(photo: np.ndarray, min_face: float = MIN_FACE, min_score: float = THR
     if not min_face > 0:
         raise ValueError(f"min_face must be positive, not {min_face}")
     params = load_params()
-    image = np.asarray(photo, np.float32)
+    image = np.asarray(photo)
     candidates = propose(image, params, min_face)
     boxes = square(regress(candidates[:, :4], candidates[:, 5:9], plus_one=False))
     if len(boxes):
-        probability, offsets = _run_crops(_rnet, params["rnet"], crops(image, boxes, 24))
+        probability, offsets = _run_crops(_rnet, params["rnet"], image, boxes, 24)
         passed = probability > THRESHOLDS[1]
         boxes, probability, offsets = boxes[passed], probability[passed], offsets[passed]
         keep = nms(boxes, probability, 0.7)
         boxes = square(regress(boxes[keep], offsets[keep], plus_one=True))
     if not len(boxes):
         return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
-    probability, offsets, points = _run_crops(_onet, params["onet"], crops(image, boxes, 48))
+    probability, offsets, points = _run_crops(_onet, params["onet"], image, boxes, 48)
     passed = probability > min_score
     boxes, probability, offsets, points = boxes[passed], probability[passed], offsets[passed], points[passed]
     size = boxes[:, 2:4] - boxes[:, 0:2] + 1
