@@ -141,7 +141,7 @@ def _names(values) -> tuple[str, ...]:
     return tuple(x for x in (values.split(",") if isinstance(values, str) else values) if x)
 
 
-def _model_config(small: bool, dtype: str, projection: str = "dense", edges=None):
+def model_config(small: bool, dtype: str, projection: str = "dense", edges=None):
     """The paper's config (the smoke config's networks if `small`) with the benchmark's overrides;
     `edges` is a list of edge priors ([] for none, None for the config's)."""
     from configs import smoke, teacher_student
@@ -154,7 +154,7 @@ def _model_config(small: bool, dtype: str, projection: str = "dense", edges=None
     return config
 
 
-def _stage(config, number: int):
+def stage_by_number(config, number: int):
     """Stage `number` (1-based) of `config.stages`: 1 is DeNet's degradation stage, 2 the teacher-student one."""
     from fsr_jax import stages
 
@@ -185,8 +185,8 @@ def train_benchmark(args: flags.FlagValues) -> dict:
 
     from fsr_jax import benchmarking, cost
 
-    config = _model_config(args.small, args.dtype, args.projection, args.edges)
-    stage = _stage(config, args.stage)
+    config = model_config(args.small, args.dtype, args.projection, args.edges)
+    stage = stage_by_number(config, args.stage)
     result = {"benchmark": "train", "stage": args.stage, "stage_name": stage.name,
               "dtype": args.dtype, "projection": args.projection, "small": args.small,
               **benchmarking.measure_train(config, stage, args.batch_size, args.steps_per_call,
@@ -207,7 +207,7 @@ def schedule_benchmark(args: flags.FlagValues) -> dict:
     from configs import teacher_student
     from fsr_jax import benchmarking
 
-    config = _model_config(args.small, args.dtype, args.projection, args.edges)
+    config = model_config(args.small, args.dtype, args.projection, args.edges)
     return {"benchmark": "schedule", "dtype": args.dtype, "small": args.small,
             **benchmarking.measure_schedule(config, teacher_student.get_config(), args.num_hr, _ints(args.ks),
                                             args.steps, args.warmup),
@@ -218,7 +218,7 @@ def infer_benchmark(args: flags.FlagValues) -> dict:
     """The `infer` subcommand."""
     from fsr_jax import benchmarking
 
-    config = _model_config(args.small, args.dtype, args.projection, args.edges)
+    config = model_config(args.small, args.dtype, args.projection, args.edges)
     runs = [benchmarking.measure_infer(config, n, args.steps, args.warmup) for n in _ints(args.batch_sizes)]
     return {"benchmark": "infer", "net": "SNet", "dtype": args.dtype, "projection": args.projection,
             "small": args.small, "runs": runs, **benchmarking.device_info()}
@@ -294,7 +294,7 @@ def infer_vs_torch(args: flags.FlagValues) -> dict:
     device = _torch_device()
     from fsr_jax import benchmarking
 
-    ours = benchmarking.measure_infer(_model_config(args.small, args.dtype), args.batch_size, args.steps, args.warmup)
+    ours = benchmarking.measure_infer(model_config(args.small, args.dtype), args.batch_size, args.steps, args.warmup)
     theirs = run_torch_ref(script, device=device, batch=args.batch_size // 4, steps=args.steps,
                            bf16=args.dtype == "bfloat16", compiled=False, small=args.small)
     return {"benchmark": "infer_vs_torch", "batch_size": args.batch_size, "dtype": args.dtype,
@@ -370,11 +370,11 @@ def _run_job(job: tuple, settings: dict, script: pathlib.Path, device: str, dead
                              bf16=dtype == "bfloat16", compiled=mode == "compile", small=s["small"],
                              timeout_s=deadline - time.perf_counter())
     if job[0] == "schedule":
-        return benchmarking.measure_schedule(_model_config(s["small"], "float32"), teacher_student.get_config(),
+        return benchmarking.measure_schedule(model_config(s["small"], "float32"), teacher_student.get_config(),
                                              PAPER_NUM_HR, s["ks"], s["schedule_steps"], s["warmup"])
-    config = _model_config(s["small"], job[1])
+    config = model_config(s["small"], job[1])
     if job[0] == "train":
-        stage = _stage(config, 2)
+        stage = stage_by_number(config, 2)
         out = benchmarking.measure_train(config, stage, s["train_batch"], 1, s["train_steps"], s["warmup"])
         flops = cost.step_flops(stage, config, s["train_batch"])
         return {**out, **benchmarking.flops_fields(flops, s["train_batch"], out["step_ms"], 0.0, jax.device_count())}
