@@ -4,9 +4,10 @@ The first signal asks for a stop: inside the training loop the current call fini
 checkpoint is written and the run returns; before the loop (data preparation, restoring,
 compiling) the run ends at once with one line, since there is nothing new to save. A second
 signal exits immediately without saving, and says so; it counts once the first one's line is
-printed (Python runs the handler once for signals that arrive before the main thread reaches it). With several processes, every process
-stops at the same step: the loop agrees at each call boundary, through JAX's preemption sync
-point (SIGTERM, which JAX's distributed runtime takes over) and a gather of the SIGINT flags.
+printed (Python runs the handler once for signals that arrive before the main thread reaches
+it). With several processes, every process stops at the same step: the loop agrees at each call
+boundary, through JAX's preemption sync point (SIGTERM, which JAX's distributed runtime takes
+over) and a gather of the SIGINT flags.
 
 Python runs a signal handler wherever the main thread is, also inside a finaliser or a garbage
 collector callback (JAX registers one), where an exception is printed as "Exception ignored"
