@@ -100,17 +100,22 @@ def train_program(spec: stages.StepSpec, batch_size: int, steps_per_call: int):
     return compiled, time.perf_counter() - start
 
 
+def train_run(config: ml_collections.ConfigDict, stage: stages.Stage, batch_size: int, steps_per_call: int):
+    """What timing `stage`'s training needs: (its compiled call running K = `steps_per_call` steps,
+    seconds to compile it, a fresh copy of the initial state, K staged batches of random faces)."""
+    spec = stages.step_spec(config, stage, steps_per_epoch=STEPS_PER_EPOCH)
+    compiled, compile_s = train_program(spec, batch_size, steps_per_call)
+    state = jax.tree.map(jnp.copy, initial_state(spec))
+    return compiled, compile_s, state, face_batches(steps_per_call, batch_size, mesh_for(batch_size))
+
+
 def measure_train(config: ml_collections.ConfigDict, stage: stages.Stage, batch_size: int,
                   steps_per_call: int, calls: int, warmup: int) -> dict:
     """`stage`'s training speed at `batch_size` over every device, K = `steps_per_call` steps per
     jitted call on K staged batches, timed over `calls` calls after `warmup` from a fresh copy of
     the initial state: step_ms (call time / K), call_ms, images_per_s, compile_s (trace +
     compile, once per process for a config, batch size and K)."""
-    mesh = mesh_for(batch_size)
-    spec = stages.step_spec(config, stage, steps_per_epoch=STEPS_PER_EPOCH)
-    compiled, compile_s = train_program(spec, batch_size, steps_per_call)
-    state = jax.tree.map(jnp.copy, initial_state(spec))
-    batches = face_batches(steps_per_call, batch_size, mesh)
+    compiled, compile_s, state, batches = train_run(config, stage, batch_size, steps_per_call)
 
     def advance():
         nonlocal state

@@ -138,16 +138,12 @@ def read_trace(trace_dir: pathlib.Path) -> list[dict]:
 def profile(stage_number: int, batch_size: int, steps_per_call: int, calls: int, projection: str, small: bool,
             output: pathlib.Path) -> dict:
     import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
 
-    from fsr_jax import benchmarking, stages  # noqa: PLC0415
+    from fsr_jax import benchmarking  # noqa: PLC0415
 
     config = benchmark.model_config(small, "float32", projection)
     stage = benchmark.stage_by_number(config, stage_number)
-    spec = stages.step_spec(config, stage, steps_per_epoch=benchmarking.STEPS_PER_EPOCH)
-    compiled, compile_s = benchmarking.train_program(spec, batch_size, steps_per_call)
-    state = jax.tree.map(jnp.copy, benchmarking.initial_state(spec))
-    batches = benchmarking.face_batches(steps_per_call, batch_size, benchmarking.mesh_for(batch_size))
+    compiled, compile_s, state, batches = benchmarking.train_run(config, stage, batch_size, steps_per_call)
     for _ in range(2):
         state, metrics = compiled(state, batches)
         jax.block_until_ready(metrics)
