@@ -20,7 +20,6 @@ import json
 import pathlib
 import re
 import sys
-import time
 
 from absl import app, flags
 
@@ -39,7 +38,8 @@ flags.DEFINE_bool("small", False, "The smoke config's tiny networks.")
 flags.DEFINE_string("output", "runs/profile", "Folder for the trace and the compiled program.")
 FLAGS = flags.FLAGS
 
-#: Network classes named in the ops' source metadata, and what they are in the paper.
+#: Network classes named in the ops' source metadata (FeedbackSR: TNet and SNet; LightCNN: the
+#: discriminators; Downsampler: DSNet and DeNet).
 NETWORKS = ("FeedbackSR", "LightCNN", "Downsampler")
 TOP = 10
 
@@ -84,24 +84,24 @@ def source_group(op_name: str) -> tuple[str, str]:
     return "losses and optimiser", direction
 
 
-def op_times(trace_events: list[dict]) -> dict[str, float]:
-    """{XLA op name: summed duration, microseconds} over a Chrome trace's complete events."""
+def op_events(trace_events: list[dict]) -> list[dict]:
+    """The complete events of a Chrome trace that are XLA ops (they name their `hlo_op`)."""
+    return [e for e in trace_events if e.get("ph") == "X" and e.get("args", {}).get("hlo_op")]
+
+
+def op_times(ops: list[dict]) -> dict[str, float]:
+    """{XLA op name: summed duration, microseconds} over `op_events`."""
     times: dict[str, float] = collections.Counter()
-    for event in trace_events:
-        op = event.get("args", {}).get("hlo_op")
-        if event.get("ph") == "X" and op:
-            times[op] += event["dur"]
+    for event in ops:
+        times[event["args"]["hlo_op"]] += event["dur"]
     return times
-
-
-def op_counts(trace_events: list[dict]) -> int:
-    return sum(1 for e in trace_events if e.get("ph") == "X" and e.get("args", {}).get("hlo_op"))
 
 
 def summarise(trace_events: list[dict], sources: dict[str, str], steps: int) -> dict:
     """Where `steps` traced steps spent their XLA op time: per-step ms by op kind, by network and
     direction, and the longest ops with their sources."""
-    times = op_times(trace_events)
+    ops = op_events(trace_events)
+    times = op_times(ops)
     total = sum(times.values())
     by_kind: dict[str, float] = collections.Counter()
     by_group: dict[tuple[str, str], float] = collections.Counter()
@@ -116,7 +116,7 @@ def summarise(trace_events: list[dict], sources: dict[str, str], steps: int) -> 
         return round(us / total, 3) if total else 0.0
 
     return {
-        "ops_per_step": op_counts(trace_events) // steps,
+        "ops_per_step": len(ops) // steps,
         "op_ms_per_step": ms(total),
         "by_kind": [{"kind": k, "ms": ms(us), "share": share(us)} for k, us in by_kind.most_common(TOP)],
         "by_network": [{"network": n, "direction": d, "ms": ms(us), "share": share(us)}
@@ -144,22 +144,24 @@ def profile(stage_number: int, batch_size: int, steps_per_call: int, calls: int,
     config = benchmark.model_config(small, "float32", projection)
     stage = benchmark.stage_by_number(config, stage_number)
     compiled, compile_s, state, batches = benchmarking.train_run(config, stage, batch_size, steps_per_call)
-    for _ in range(2):
+
+    def advance():
+        nonlocal state
         state, metrics = compiled(state, batches)
-        jax.block_until_ready(metrics)
+        return metrics
+
+    for _ in range(2):
+        jax.block_until_ready(advance())
+    hlo_text = compiled.as_text()
     output.mkdir(parents=True, exist_ok=True)
-    (output / "step.hlo.txt").write_text(compiled.as_text())
+    (output / "step.hlo.txt").write_text(hlo_text)
     with jax.profiler.trace(str(output / "trace")):
-        start = time.perf_counter()
-        for _ in range(calls):
-            state, metrics = compiled(state, batches)
-            jax.block_until_ready(metrics)
-        seconds = time.perf_counter() - start
+        seconds = benchmarking.seconds_per_call(advance, calls, warmup=0) * calls
     steps = calls * steps_per_call
     return {"stage": stage.name, "batch_size": batch_size, "steps_per_call": steps_per_call, "small": small,
             "projection": projection, "traced_steps": steps, "compile_s": round(compile_s, 1),
             "step_ms": round(1000 * seconds / steps, 1),
-            **summarise(read_trace(output / "trace"), op_sources(compiled.as_text()), steps),
+            **summarise(read_trace(output / "trace"), op_sources(hlo_text), steps),
             "output": str(output), **benchmarking.device_info()}
 
 
