@@ -122,17 +122,30 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-    """`python -m fsr_jax.main`: absl's app.run with signals handled from the start."""
+    """`python -m fsr_jax.main`: absl's app.run with signals handled from the start. A signal
+    outside the training loop ends the job with exit status 128 + the signal, also when the
+    call it interrupted then failed in its own way (named in the same line)."""
     with _STOP:
         try:
             app.run(main, flags_parser=parse_flags)
-        except StoppedBeforeTraining as err:
-            print(f"stopped: {err}", file=sys.stderr, flush=True)
+        except (Exception, StoppedBeforeTraining, SystemExit) as err:
+            if not _STOP.outside_loop or (isinstance(err, SystemExit) and not err.code):
+                raise
+            print(f"stopped: {_STOP.message()}{interrupted_call(err)}", file=sys.stderr, flush=True)
             sys.stdout.flush()
             # Not sys.exit: a compilation may still run on a helper thread (Stopper.wait), and the
             # interpreter's shutdown aborts the process under it. Nothing is left to write:
             # checkpoints are written synchronously and a stage's summaries closed when it ends.
             os._exit(128 + _STOP.signal)
+
+
+def interrupted_call(err: BaseException) -> str:
+    """'' for the stop itself (or an exit already reported), else what the interrupted call
+    raised, in one clause of at most about 200 characters."""
+    if isinstance(err, (StoppedBeforeTraining, SystemExit)):
+        return ""
+    first_line = (str(err).strip().splitlines() or [""])[0][:200]
+    return f" (the interrupted call then raised {type(err).__name__}: {first_line})"
 
 
 if __name__ == "__main__":

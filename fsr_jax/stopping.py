@@ -9,6 +9,11 @@ it). With several processes, every process stops at the same step: the loop agre
 boundary, through JAX's preemption sync point (SIGTERM, which JAX's distributed runtime takes
 over) and a gather of the SIGINT flags.
 
+Outside the loop the handler raises wherever the main thread is, so library code on the way
+may turn the stop into an error of its own (wrapping it, or failing half-way through);
+`outside_loop` records that the signal came there, and `fsr_jax.main` ends such a run as the
+stop it is.
+
 Python runs a signal handler wherever the main thread is, also inside a finaliser or a garbage
 collector callback (JAX registers one), where an exception is printed as "Exception ignored"
 and dropped. A stop raised there is therefore kept: it is not printed, and `check()` raises it
@@ -40,6 +45,8 @@ class Stopper:
     def __init__(self):
         self.signal: int | None = None
         self.in_loop = False
+        #: Whether the first signal came outside the training loop, where there is nothing to save.
+        self.outside_loop = False
         #: What the process does outside the training loop, for the stop message: None before
         #: training, or e.g. "evaluation" (whose results are written only at its end).
         self.during: str | None = None
@@ -70,11 +77,15 @@ class Stopper:
         """Raise StoppedBeforeTraining when a signal came before the training loop (the handler
         raises it at once; that raise may have been dropped, see the module docstring)."""
         if self.signal is not None and not self.in_loop:
-            name = signal.Signals(self.signal).name
-            if self.during:
-                raise StoppedBeforeTraining(f"{name} during {self.during}: stopped before its results were "
-                                            f"written; rerun it (checkpoints are untouched)")
-            raise StoppedBeforeTraining(f"{name} before training started: stopped, nothing to save")
+            raise StoppedBeforeTraining(self.message())
+
+    def message(self) -> str:
+        """What a stop outside the loop did, naming the signal (which must have come)."""
+        name = signal.Signals(self.signal).name
+        if self.during:
+            return (f"{name} during {self.during}: stopped before its results were written; rerun it "
+                    "(checkpoints are untouched)")
+        return f"{name} before training started: stopped, nothing to save"
 
     def _handle(self, signum, frame) -> None:
         del frame
@@ -83,7 +94,7 @@ class Stopper:
             print(f"\n{name} again: exiting now without saving (every finished checkpoint is intact)",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
-        self.signal = signum
+        self.signal, self.outside_loop = signum, not self.in_loop
         if self.in_loop:
             print(f"\n{name}: saving a checkpoint after the current step, then stopping "
                   "(send it again to exit at once without saving)", file=sys.stderr, flush=True)

@@ -1,12 +1,15 @@
 """Signals: a stop flag in the loop, one clean line before it, an immediate exit on the second."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from fsr_jax import stopping
+from helpers import REPO
 
 
 def send_soon(signum, delay=0.2):
@@ -73,3 +76,38 @@ def test_a_stop_during_evaluation_says_so():
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):   # bytecodes, where the handler runs
                 pass
+
+
+# The job's train_and_evaluate replaced by a call that a signal interrupts and that then fails
+# in its own way, as library code may (a callback's exception wrapped, a step left half-done).
+INTERRUPTED_JOB = """
+import os, signal, sys
+from fsr_jax import main, train
+from fsr_jax.data.images import DataError
+
+def interrupted(config, workdir, stop):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes, where the handler runs
+            pass
+    except BaseException as err:
+        raise {error}("the library's own message\\nits second line") from err
+
+train.train_and_evaluate = interrupted
+sys.argv = ["fsr_jax.main", "--config", "configs/smoke.py", "--workdir", sys.argv[1]]
+main.run()
+"""
+
+
+@pytest.mark.parametrize("error, named", [
+    ("RuntimeError", " (the interrupted call then raised RuntimeError: the library's own message)"),
+    ("DataError", ""),   # an fsr_jax error: main prints it as `error: ...` and exits 1
+])
+def test_a_stop_that_a_library_turns_into_its_own_error_still_ends_as_the_stop(tmp_path, subprocess_env,
+                                                                               error, named):
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_JOB.format(error=error), str(tmp_path)],
+                            capture_output=True, text=True, cwd=REPO, env=subprocess_env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert f"stopped: SIGTERM before training started: stopped, nothing to save{named}\n" in output
+    assert "Traceback" not in output

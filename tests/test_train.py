@@ -248,7 +248,7 @@ def test_sigkill_then_restart_continues_and_sigterm_saves_and_exits_0(tmp_path, 
                                   stderr=subprocess.STDOUT, cwd=REPO, env=subprocess_env)
         _wait_for(lambda: f"step {last_complete + 2}/" in log.read_text(), second)
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=120) == 0
+        assert second.wait(timeout=120) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert f"resumed from checkpoint {last_complete}" in text
     assert "[degradation] compiling the training step" in text
@@ -279,7 +279,7 @@ def test_a_signal_before_training_ends_the_job_at_once_with_one_line(tmp_path, t
                                stderr=subprocess.STDOUT, cwd=REPO, env=subprocess_env)
         _wait_for(lambda: "training data:" in log.read_text(), job)   # set-up, before any step
         job.send_signal(signal.SIGTERM)
-        assert job.wait(timeout=60) == 128 + signal.SIGTERM
+        assert job.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
     text = log.read_text()
     assert "stopped: SIGTERM before training started: stopped, nothing to save" in text
     assert "Traceback" not in text
@@ -301,7 +301,7 @@ def test_a_second_ctrl_c_exits_at_once_and_the_compilation_cache_is_on_by_defaul
         # loaded machine, inside a long step): the second press counts once the first is answered.
         _wait_for(lambda: "SIGINT: saving a checkpoint after the current step" in log.read_text(), job)
         job.send_signal(signal.SIGINT)
-        assert job.wait(timeout=120) == 128 + signal.SIGINT
+        assert job.wait(timeout=120) == 128 + signal.SIGINT, log.read_text()[-3000:]
     assert "SIGINT again: exiting now without saving" in log.read_text()
     assert any(cache.iterdir()), "the compiled steps should be in the persistent cache"
 
