@@ -85,7 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
         step=0,                    # checkpoint of W/teacher_student to evaluate (0: the newest)
         # Exported weights files (python -m fsr_jax.export), comma-separated, evaluated instead
         # of a checkpoint: each gives one net (tnet or snet) and must match config.model.sr and
-        # the data's lr/hr sizes; results go to W/eval/weights-<step>/.
+        # the data's lr/hr sizes; results go to W/eval/weights-<step>/. 'default': the shipped
+        # TNet and SNet (fsr_jax/pretrained).
         weights="",
         # SR nets run beside the bicubic baseline, and 'denet': the report on DeNet as a model of
         # real LR (held-out HR faces through DeNet against bicubic and real LR; needs a test set

@@ -22,7 +22,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, data, degradation_report, files, grids, inference, metrics, tables
+from fsr_jax import checkpointing, config_checks, data, degradation_report, files, grids, inference, metrics, pretrained, tables
 from fsr_jax.metrics import registry
 from fsr_jax.weights_file import SR_NETS
 
@@ -33,8 +33,12 @@ def eval_dir(workdir: str | pathlib.Path, step: int | str) -> pathlib.Path:
 
 
 def weight_files(weights: str) -> list[str]:
-    """The files of an `eval.weights` value (comma-separated)."""
-    return [w.strip() for w in weights.split(",") if w.strip()]
+    """The files of an `eval.weights` value: comma-separated, where `default` gives the shipped
+    TNet and SNet (fsr_jax.pretrained, checked)."""
+    files = []
+    for entry in filter(None, (w.strip() for w in weights.split(","))):
+        files += [str(pretrained.path(n)) for n in SR_NETS] if entry == pretrained.NAME else [entry]
+    return files
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

@@ -1,14 +1,17 @@
-"""Super-resolve face crops, folders of them, or the faces in whole photos with a trained run
-or exported weights.
+"""Super-resolve face crops, folders of them, or the faces in whole photos with the default
+weights, a trained run or exported weights.
 
+  python -m fsr_jax.super_resolve --input face.png --output out/
   python -m fsr_jax.super_resolve --workdir W --input face.png --output out/
   python -m fsr_jax.super_resolve --weights snet.msgpack --input face.png --output out/
   python -m fsr_jax.super_resolve --workdir W --input faces/ --output out/ --net tnet
   python -m fsr_jax.super_resolve --workdir W --input photos/ --output out/ --detect
   python -m fsr_jax.super_resolve --workdir W --input photo.jpg --output out/ --boxes boxes.json
 
---weights takes a file written by `python -m fsr_jax.export` (the network and its config; no
-workdir needed) instead of --workdir; exactly one of them is given.
+Without --workdir or --weights the default weights run (fsr_jax/pretrained: SNet, or TNet with
+--net tnet, trained with the paper's recipe; one line says so). --weights takes a file written by
+`python -m fsr_jax.export` (the network and its config; no workdir needed) instead of --workdir;
+at most one of them is given.
 Faces: every image (any size; resized to the network's LR size with PIL bicubic and counted, or
 refused with --noresize) becomes OUT/<name>.png at 4x that size. Photos (--detect or
 --boxes): OUT/<name>.png is the photo enlarged 4x (PIL bicubic) with each face replaced by its
@@ -49,7 +52,7 @@ import numpy as np
 import tqdm
 from absl import flags
 
-from fsr_jax import cli, face_detector, files, inference, models, photos
+from fsr_jax import cli, face_detector, files, inference, models, photos, pretrained
 from fsr_jax.data import images
 from fsr_jax.data.config import MAX_IMAGE_PIXELS
 from fsr_jax.errors import FsrJaxError
@@ -66,10 +69,10 @@ MAX_COORDINATE = 1e7
 
 def define(fv: flags.FlagValues, argv) -> None:
     del argv
-    flags.DEFINE_string("workdir", None, "A trained run (W/teacher_student/checkpoints); or --weights.",
-                        flag_values=fv)
+    flags.DEFINE_string("workdir", None, "A trained run (W/teacher_student/checkpoints); or --weights; "
+                        "neither: the default weights.", flag_values=fv)
     flags.DEFINE_string("weights", None, "A weights file of one network (python -m fsr_jax.export); "
-                        "or --workdir.", flag_values=fv)
+                        "or --workdir; neither: the default weights.", flag_values=fv)
     flags.DEFINE_string("input", None, "An image file or a folder of them.", flag_values=fv)
     flags.DEFINE_string("output", None, "Folder for the results (created).", flag_values=fv)
     flags.DEFINE_enum("net", None, inference.SR_NETS, "SR network (default snet; with --weights, the "
@@ -103,21 +106,23 @@ def define(fv: flags.FlagValues, argv) -> None:
     flags.register_validator("margin", lambda m: math.isfinite(m) and 0.5 <= m <= 4,
                              "--margin must be a number from 0.5 to 4 (crop side / face box side)", flag_values=fv)
     flags.mark_flags_as_required(["input", "output"], flag_values=fv)
-    flags.mark_flags_as_mutual_exclusive(["workdir", "weights"], required=True, flag_values=fv)
+    flags.mark_flags_as_mutual_exclusive(["workdir", "weights"], flag_values=fv)
     flags.register_multi_flags_validator(
-        ["weights", "step"], lambda given: not (given["weights"] and given["step"] is not None),
+        ["workdir", "step"], lambda given: bool(given["workdir"]) or given["step"] is None,
         "--step picks a checkpoint of --workdir; a weights file holds one step", flag_values=fv)
 
 
 def load_network(args: flags.FlagValues) -> tuple[models.FeedbackSR, dict, int, str]:
-    """(module, params, LR size, description) of --weights or of --net in --workdir."""
-    if args.weights:
-        trained = inference.load_trained_sr(weights=[args.weights],
-                                            names=(args.net,) if args.net else inference.SR_NETS)
-    else:
+    """(module, params, LR size, description) of --weights, of --net in --workdir, or else of
+    the default weights of --net."""
+    if args.workdir:
         trained = inference.load_trained_sr(args.workdir, names=(args.net or "snet",), step=args.step)
+    else:
+        weights = args.weights or pretrained.path(args.net or "snet")
+        trained = inference.load_trained_sr(weights=[weights], names=(args.net,) if args.net else inference.SR_NETS)
     net = next(iter(trained.params))
-    return trained.model, trained.params[net], trained.lr_size, trained.describe(net)
+    described = trained.describe(net) if args.workdir or args.weights else pretrained.describe(net)
+    return trained.model, trained.params[net], trained.lr_size, described
 
 
 class Skipped(Exception):
