@@ -22,7 +22,8 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from fsr_jax import checkpointing, config_checks, data, degradation_report, files, grids, inference, metrics, pretrained, tables
+from fsr_jax import (checkpointing, config_checks, data, degradation_report, files, grids, inference, metrics,
+                     pretrained, tables)
 from fsr_jax.metrics import registry
 from fsr_jax.weights_file import SR_NETS
 

@@ -47,5 +47,5 @@ def path(net: str) -> pathlib.Path:
 
 def describe(net: str) -> str:
     """One line for a user: which weights run, what they are and under which terms."""
-    return (f"{net}: the default weights ({FOLDER / net}.msgpack; the paper's recipe on CelebA and "
+    return (f"{net}: the default weights ({FOLDER / f'{net}.msgpack'}; the paper's recipe on CelebA and "
             f"WIDER FACE faces, for non-commercial research: {FOLDER / 'README.md'})")
